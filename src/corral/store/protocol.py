@@ -24,6 +24,7 @@ Semantics follow the Kubernetes API server over etcd:
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -122,13 +123,13 @@ class Store(Protocol):
 
     async def apply(
         self,
-        objects: list[Object],
+        objects: builtins.list[Object],
         *,
         actor: str = "",
         dry_run: bool = False,
         prune_selector: str | None = None,
-        prune_kinds: list[str] | None = None,
-    ) -> list[ApplyOutcome]:
+        prune_kinds: builtins.list[str] | None = None,
+    ) -> builtins.list[ApplyOutcome]:
         """Declarative apply of already-validated objects, in ONE transaction: all or nothing.
 
         Absent objects are created; present ones get the declared spec, labels and annotations
@@ -153,7 +154,7 @@ class Store(Protocol):
         """
         ...
 
-    async def history(self, kind: str, namespace: str, name: str) -> list[HistoryEntry]:
+    async def history(self, kind: str, namespace: str, name: str) -> builtins.list[HistoryEntry]:
         """Every recorded spec change of the object, oldest first (kept after deletion)."""
         ...
 

@@ -27,7 +27,9 @@ class Pricing(BaseModel):
 class ModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source: str = Field(description="file:///abs/path, pkg://python_package/path or hf://org/repo/file")
+    source: str = Field(
+        description="file:///abs/path, pkg://python_package/path or hf://org/repo/file"
+    )
     format: Literal["gguf", "safetensors"] = "gguf"
     digest: str | None = Field(default=None, description="sha256:<64 hex>; verified before serving")
     signature: str | None = None
