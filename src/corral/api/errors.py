@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem at one place: ``path`` is a dotted field path such as ``spec.models[0].weight``."""
+    """One problem at one place; ``path`` is a dotted field path like ``spec.models[0].weight``."""
 
     path: str
     message: str
@@ -128,7 +128,7 @@ _BY_REASON: dict[str, type[ApiError]] = {
 
 
 def error_from_status(body: dict[str, Any], http_code: int) -> ApiError:
-    """Rebuild the typed error from a ``Status`` body (the inverse of :meth:`ApiError.to_status`)."""
+    """Rebuild the typed error from a ``Status`` body (inverse of :meth:`ApiError.to_status`)."""
     cls = _BY_REASON.get(str(body.get("reason", "")), ApiError)
     causes = [
         FieldError(
@@ -138,5 +138,4 @@ def error_from_status(body: dict[str, Any], http_code: int) -> ApiError:
         )
         for c in (body.get("details") or {}).get("causes", [])
     ]
-    error = cls(str(body.get("message") or f"HTTP {http_code}"), causes=causes)
-    return error
+    return cls(str(body.get("message") or f"HTTP {http_code}"), causes=causes)
