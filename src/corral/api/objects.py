@@ -37,12 +37,18 @@ class ObjectKey(NamedTuple):
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+        return (
+            f"{self.kind}/{self.namespace}/{self.name}"
+            if self.namespace
+            else f"{self.kind}/{self.name}"
+        )
 
 
 def object_key(obj: Object) -> ObjectKey:
     meta = obj.get("metadata") or {}
-    return ObjectKey(str(obj.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", "")))
+    return ObjectKey(
+        str(obj.get("kind", "")), str(meta.get("namespace") or ""), str(meta.get("name", ""))
+    )
 
 
 def now_rfc3339() -> str:

@@ -123,7 +123,9 @@ def _check_meta(
             problems.append(FieldError("metadata.namespace", problem, location))
     elif meta.namespace:
         problems.append(
-            FieldError("metadata.namespace", f"{info.kind} is cluster-scoped: no namespace", location)
+            FieldError(
+                "metadata.namespace", f"{info.kind} is cluster-scoped: no namespace", location
+            )
         )
     for key, value in meta.labels.items():
         for problem in (label_key_problem(key), label_value_problem(value)):
