@@ -11,5 +11,18 @@ from corral.store.protocol import (
     Store,
     WatchEvent,
 )
+from corral.store.selectors import LabelSelector, parse_selector
+from corral.store.sqlite import SqliteStore
+from corral.store.urls import open_store
 
-__all__ = ["ApplyOutcome", "HistoryEntry", "ListResult", "Store", "WatchEvent"]
+__all__ = [
+    "ApplyOutcome",
+    "HistoryEntry",
+    "LabelSelector",
+    "ListResult",
+    "SqliteStore",
+    "Store",
+    "WatchEvent",
+    "open_store",
+    "parse_selector",
+]
