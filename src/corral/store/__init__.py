@@ -4,6 +4,7 @@ One protocol (:class:`Store`), two backends: SQLite (embedded, one process) and 
 (many processes, LISTEN/NOTIFY for watch). ``open_store(url)`` picks the backend from the URL.
 """
 
+from corral.store.postgres import PostgresStore
 from corral.store.protocol import (
     ApplyOutcome,
     HistoryEntry,
@@ -20,6 +21,7 @@ __all__ = [
     "HistoryEntry",
     "LabelSelector",
     "ListResult",
+    "PostgresStore",
     "SqliteStore",
     "Store",
     "WatchEvent",

@@ -12,6 +12,7 @@ import inspect
 from typing import Any
 from urllib.parse import urlsplit
 
+from corral.store.postgres import PostgresStore
 from corral.store.protocol import Store
 from corral.store.sqlite import SqliteStore
 
@@ -27,6 +28,10 @@ async def open_store(url: str, **options: Any) -> Store:
         path = sqlite_path(url)
         _check_options(SqliteStore.open, options, "sqlite")
         return await SqliteStore.open(path, **options)
+    if scheme in ("postgresql", "postgres"):
+        _check_postgres_url(url)
+        _check_options(PostgresStore.open, options, "postgres")
+        return await PostgresStore.open(url, **options)
     raise ValueError(f"store URL {url!r}: unknown scheme {scheme!r}; use {_EXAMPLES}")
 
 

@@ -31,8 +31,8 @@ from corral.store.semantics import labels_of
 class EventRow:
     rv: int
     type: EventType
-    data: bytes
-    prev_labels: bytes | None
+    data: bytes | str  # JSON as the database returns it (SQLite BLOB, Postgres text)
+    prev_labels: bytes | str | None
 
 
 @dataclass(frozen=True)

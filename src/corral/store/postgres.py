@@ -1,0 +1,516 @@
+"""The PostgreSQL backend: many processes share one database; watch rides on LISTEN/NOTIFY.
+
+Writes serialise on one transaction-level advisory lock taken before the next resourceVersion
+is read, so transactions commit in resourceVersion order and a reader that sees version N sees
+every version below it: a watcher reading "events after my last" never skips one. Each commit
+NOTIFYs its version; one listening connection per store wakes the in-process watchers, which
+then read the events table (the notification only says "look", so a lost one costs latency,
+never an event). When the listening connection drops, it reconnects and wakes every watcher to
+re-read from its last version; ``poll_interval`` bounds the wait in between.
+
+The write rules are in :mod:`corral.store.semantics`; this module reads rows, executes the planned
+changes and commits. Keys compare with ``COLLATE "C"`` so lists page in the same byte order as
+on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+
+from corral.api.errors import NotFound
+from corral.api.objects import Object, ObjectKey, now_rfc3339, object_key
+from corral.store.apply import plan_apply, prepare_apply
+from corral.store.paging import ListQuery, Pager, check_token_rv, parse_list_query
+from corral.store.protocol import ApplyOutcome, HistoryEntry, ListResult, WatchEvent
+from corral.store.selectors import selector_or_none
+from corral.store.semantics import (
+    Change,
+    RvCounter,
+    normalize_input,
+    plan_create,
+    plan_delete,
+    plan_update,
+    plan_update_status,
+)
+from corral.store.watching import ChangeSignal, EventBatch, EventRow, check_window, follow
+
+log = logging.getLogger(__name__)
+
+WRITE_LOCK = 0x636F7272616C01  # "corral" + 1: every write transaction holds it until commit
+SCHEMA_LOCK = 0x636F7272616C02
+CHANNEL = "corral_events"
+LISTENER_APPLICATION_NAME = "corral-watch"
+EVENT_BATCH = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS corral_counter (
+    id integer PRIMARY KEY CHECK (id = 0), rv bigint NOT NULL
+);
+INSERT INTO corral_counter (id, rv) VALUES (0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS corral_objects (
+    kind text COLLATE "C" NOT NULL, namespace text COLLATE "C" NOT NULL,
+    name text COLLATE "C" NOT NULL, uid text NOT NULL, rv bigint NOT NULL, data text NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS corral_events (
+    rv bigint PRIMARY KEY, kind text NOT NULL, namespace text NOT NULL, name text NOT NULL,
+    type text NOT NULL, data text NOT NULL, prev_labels text
+);
+CREATE TABLE IF NOT EXISTS corral_history (
+    id bigserial PRIMARY KEY, kind text NOT NULL, namespace text NOT NULL, name text NOT NULL,
+    generation bigint NOT NULL, rv bigint NOT NULL, action text NOT NULL, actor text NOT NULL,
+    ts text NOT NULL, spec text NOT NULL, labels text NOT NULL, diff text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS corral_history_by_object ON corral_history (kind, namespace, name, rv);
+"""
+
+# One statement, so one snapshot: the head, the oldest retained event and the rows agree.
+_READ_EVENTS = """
+SELECT c.rv, (SELECT min(rv) FROM corral_events), e.rv, e.type, e.data, e.prev_labels
+FROM corral_counter c
+LEFT JOIN LATERAL (
+    SELECT rv, type, data, prev_labels FROM corral_events
+    WHERE rv > $1 AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR namespace = $3)
+    ORDER BY rv LIMIT $4
+) e ON true
+WHERE c.id = 0
+ORDER BY e.rv
+"""
+_UPSERT_OBJECT = """
+INSERT INTO corral_objects (kind, namespace, name, uid, rv, data) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (kind, namespace, name)
+DO UPDATE SET uid = excluded.uid, rv = excluded.rv, data = excluded.data
+"""
+_INSERT_EVENT = """
+INSERT INTO corral_events (rv, kind, namespace, name, type, data, prev_labels)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+"""
+_INSERT_HISTORY = """
+INSERT INTO corral_history
+    (kind, namespace, name, generation, rv, action, actor, ts, spec, labels, diff)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+"""
+# Advance the head, compact the log and notify, in one round trip; NOTIFY is sent at commit.
+_FINISH_WRITE = """
+WITH head AS (UPDATE corral_counter SET rv = $1 WHERE id = 0 RETURNING rv),
+     compacted AS (DELETE FROM corral_events WHERE rv <= $2)
+SELECT pg_notify($3, rv::text) FROM head
+"""
+
+
+@dataclass
+class _Write:
+    connection: Any
+    rvs: RvCounter
+    recorded: bool = False
+
+
+_Outcomes = list[ApplyOutcome]  # the class's ``list`` method shadows the builtin inside it
+_History = list[HistoryEntry]
+_Strings = list[str]
+_Objects = list[Object]
+_Changes = list[Change]
+
+
+class PostgresStore:
+    """The shared store. Open with :meth:`open` (or ``open_store("postgresql://…")``)."""
+
+    def __init__(self, dsn: str, pool: Any, *, event_retention: int, poll_interval: float) -> None:
+        self._dsn = dsn
+        self._pool = pool
+        self._event_retention = event_retention
+        self._poll_interval = poll_interval
+        self._signal = ChangeSignal()
+        self._closed = False
+        self._listener: Any = None
+        self._reconnecting: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        dsn: str,
+        *,
+        event_retention: int = 100_000,
+        poll_interval: float = 2.0,
+        min_pool_size: int = 1,
+        max_pool_size: int = 10,
+        connect_timeout: float = 10.0,
+    ) -> PostgresStore:
+        """Connect, create the schema when missing, and start listening for commits."""
+        if event_retention < 1:
+            raise ValueError(f"event_retention must be at least 1, got {event_retention}")
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_pool_size, max_size=max_pool_size, timeout=connect_timeout
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            raise ConnectionError(
+                f"cannot connect to PostgreSQL at {redact(dsn)}: {error}"
+            ) from error
+        store = cls(dsn, pool, event_retention=event_retention, poll_interval=poll_interval)
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                # Two processes opening a fresh database at once would race on CREATE TABLE.
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await connection.execute(_SCHEMA)
+            await store._listen()
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get(self, kind: str, namespace: str, name: str) -> Object:
+        key = ObjectKey(kind, namespace, name)
+        data = await self._pool.fetchval(
+            "SELECT data FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3",
+            *key,
+        )
+        if data is None:
+            raise NotFound(f"{key} not found")
+        obj: Object = orjson.loads(data)
+        return obj
+
+    async def list(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult:
+        query = parse_list_query(kind, namespace, label_selector, limit, continue_token)
+        pager = Pager(query)
+        async with (
+            self._pool.acquire() as connection,
+            connection.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head, oldest = await connection.fetchrow(
+                "SELECT rv, (SELECT min(rv) FROM corral_events) FROM corral_counter WHERE id = 0"
+            )
+            resource_version = check_token_rv(query, head, oldest)
+            while True:
+                rows = await connection.fetch(*_list_statement(query, pager.cursor))
+                if pager.feed(rows) or query.batch_size is None or len(rows) < query.batch_size:
+                    break
+        return pager.result(resource_version)
+
+    async def history(self, kind: str, namespace: str, name: str) -> _History:
+        rows = await self._pool.fetch(
+            "SELECT generation, rv, action, actor, ts, spec, labels, diff FROM corral_history "
+            "WHERE kind = $1 AND namespace = $2 AND name = $3 ORDER BY rv",
+            kind,
+            namespace,
+            name,
+        )
+        return [
+            HistoryEntry(
+                generation=row[0],
+                resource_version=row[1],
+                action=row[2],
+                actor=row[3],
+                timestamp=row[4],
+                spec=orjson.loads(row[5]),
+                labels=orjson.loads(row[6]),
+                diff=orjson.loads(row[7]),
+            )
+            for row in rows
+        ]
+
+    async def current_resource_version(self) -> int:
+        return int(await self._pool.fetchval("SELECT rv FROM corral_counter WHERE id = 0"))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def create(self, obj: Object, *, actor: str = "") -> Object:
+        obj = normalize_input(obj)
+        async with self._writing() as write:
+            current = await _load(write.connection, object_key(obj))
+            change = plan_create(obj, current, write.rvs, actor=actor, now=now_rfc3339())
+            await self._record(write, [change])
+        return change.obj
+
+    async def update(self, obj: Object, *, actor: str = "") -> Object:
+        obj = normalize_input(obj)
+        async with self._writing() as write:
+            current = await _load(write.connection, object_key(obj))
+            change = plan_update(obj, current, write.rvs, actor=actor, now=now_rfc3339())
+            if change is None:
+                assert current is not None  # no change is only planned for an existing object
+                return current
+            await self._record(write, [change])
+        return change.obj
+
+    async def update_status(self, obj: Object) -> Object:
+        obj = normalize_input(obj)
+        async with self._writing() as write:
+            current = await _load(write.connection, object_key(obj))
+            change = plan_update_status(obj, current, write.rvs)
+            if change is None:
+                assert current is not None
+                return current
+            await self._record(write, [change])
+        return change.obj
+
+    async def delete(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        actor: str = "",
+        resource_version: str | None = None,
+    ) -> Object:
+        key = ObjectKey(kind, namespace, name)
+        async with self._writing() as write:
+            change, reply = plan_delete(
+                key,
+                await _load(write.connection, key),
+                write.rvs,
+                actor=actor,
+                now=now_rfc3339(),
+                resource_version=resource_version,
+            )
+            if change is None:
+                return reply
+            await self._record(write, [change])
+        return reply
+
+    async def apply(
+        self,
+        objects: _Objects,
+        *,
+        actor: str = "",
+        dry_run: bool = False,
+        prune_selector: str | None = None,
+        prune_kinds: _Strings | None = None,
+    ) -> _Outcomes:
+        request = prepare_apply(objects, prune_selector, prune_kinds)
+        async with self._writing() as write:
+            current = {}
+            for key in request.keys:
+                found = await _load(write.connection, key)
+                if found is not None:
+                    current[key] = found
+            candidates = [
+                orjson.loads(data)
+                for kind in request.prune_kinds
+                for (data,) in await write.connection.fetch(
+                    "SELECT data FROM corral_objects WHERE kind = $1", kind
+                )
+            ]
+            changes, outcomes = plan_apply(
+                request, current, candidates, write.rvs, actor=actor, now=now_rfc3339()
+            )
+            if changes and not dry_run:
+                await self._record(write, changes)
+        return outcomes
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[_Write]:
+        """A write transaction holding the write lock; it commits only what was recorded."""
+        self._check_open()
+        async with self._pool.acquire() as connection:
+            transaction = connection.transaction(isolation="read_committed")
+            await transaction.start()
+            try:
+                # The lock is its own statement: the next statement's snapshot then includes
+                # every transaction that held the lock before us.
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
+                head = await connection.fetchval("SELECT rv FROM corral_counter WHERE id = 0")
+                write = _Write(connection, RvCounter(int(head)))
+                yield write
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if write.recorded:
+                await transaction.commit()
+                self._signal.fire()
+            else:
+                await transaction.rollback()
+
+    async def _record(self, write: _Write, changes: _Changes) -> None:
+        connection, rvs = write.connection, write.rvs
+        write.recorded = True
+        removed = [change.key for change in changes if change.removed]
+        kept = [change for change in changes if not change.removed]
+        if removed:
+            await connection.executemany(
+                "DELETE FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3",
+                removed,
+            )
+        if kept:
+            await connection.executemany(
+                _UPSERT_OBJECT,
+                [(*change.key, change.uid, change.rv, change.data.decode()) for change in kept],
+            )
+        await connection.executemany(
+            _INSERT_EVENT,
+            [
+                (
+                    change.rv,
+                    *change.key,
+                    change.event_type,
+                    change.data.decode(),
+                    None if change.prev_labels is None else change.prev_labels.decode(),
+                )
+                for change in changes
+            ],
+        )
+        entries = [change for change in changes if change.history is not None]
+        if entries:
+            await connection.executemany(
+                _INSERT_HISTORY,
+                [
+                    (
+                        *change.key,
+                        change.history.generation,
+                        change.rv,
+                        change.history.action,
+                        change.history.actor,
+                        change.history.timestamp,
+                        orjson.dumps(change.history.spec).decode(),
+                        orjson.dumps(change.history.labels).decode(),
+                        orjson.dumps(change.history.diff).decode(),
+                    )
+                    for change in entries
+                    if change.history is not None
+                ],
+            )
+        await connection.execute(_FINISH_WRITE, rvs.last, rvs.last - self._event_retention, CHANNEL)
+
+    # -- watch -----------------------------------------------------------------------------
+
+    def watch(
+        self,
+        kind: str | None = None,
+        namespace: str | None = None,
+        *,
+        resource_version: int | None = None,
+        label_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        selector = selector_or_none(label_selector)
+
+        async def read_events(after: int) -> EventBatch:
+            self._check_open()
+            rows = await self._pool.fetch(_READ_EVENTS, after, kind, namespace, EVENT_BATCH)
+            head, oldest = int(rows[0][0]), rows[0][1]
+            check_window(after, oldest, head)
+            events = [
+                EventRow(row[2], row[3], row[4], row[5]) for row in rows if row[2] is not None
+            ]
+            more = len(events) == EVENT_BATCH
+            return EventBatch(events, events[-1].rv if more else head, more)
+
+        return follow(
+            read_events,
+            self.current_resource_version,
+            self._signal,
+            lambda: self._closed,
+            resource_version=resource_version,
+            selector=selector,
+            poll_interval=self._poll_interval,
+        )
+
+    async def _listen(self) -> None:
+        connection = await asyncpg.connect(
+            self._dsn, server_settings={"application_name": LISTENER_APPLICATION_NAME}
+        )
+        try:
+            await connection.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            await connection.close()
+            raise
+        connection.add_termination_listener(self._on_listener_lost)
+        self._listener = connection
+
+    def _on_notify(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self._signal.fire()
+
+    def _on_listener_lost(self, _connection: Any) -> None:
+        if self._closed or self._reconnecting is not None:
+            return
+        log.warning("lost the PostgreSQL LISTEN connection; reconnecting")
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        try:
+            while not self._closed:
+                try:
+                    await self._listen()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    log.warning("LISTEN reconnect failed (%s); retrying in %.2fs", error, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                # Anything committed while nobody listened is in the events table: wake every
+                # watcher to read it.
+                self._signal.fire()
+                return
+        finally:
+            self._reconnecting = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the store at {redact(self._dsn)} is closed")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._signal.fire()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+        if self._listener is not None:
+            await self._listener.close()
+        await self._pool.close()
+
+
+async def _load(connection: Any, key: ObjectKey) -> Object | None:
+    data = await connection.fetchval(
+        "SELECT data FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3", *key
+    )
+    return None if data is None else orjson.loads(data)
+
+
+def _list_statement(query: ListQuery, cursor: tuple[str, str] | None) -> list[Any]:
+    clauses = ["kind = $1"]
+    args: list[Any] = [query.kind]
+    if query.namespace is not None:
+        args.append(query.namespace)
+        clauses.append(f"namespace = ${len(args)}")
+    if cursor is not None:
+        args.extend(cursor)
+        clauses.append(f"(namespace, name) > (${len(args) - 1}, ${len(args)})")
+    limit = "" if query.batch_size is None else f" LIMIT {query.batch_size}"
+    sql = (
+        f"SELECT namespace, name, data FROM corral_objects WHERE {' AND '.join(clauses)} "
+        f"ORDER BY namespace, name{limit}"
+    )
+    return [sql, *args]
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable DSN>"
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
