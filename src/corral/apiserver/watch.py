@@ -1,0 +1,152 @@
+"""``?watch=1`` on a list path: the store's watch as a stream of JSON lines.
+
+Each line is ``{"type": "ADDED|MODIFIED|DELETED", "object": {...}}``. Without a
+``resourceVersion`` (or with ``"0"``) the stream opens with an ADDED line per existing object
+and then follows changes, as Kubernetes does; with one it replays what came after it. A version
+older than the store retains ends the stream with an ``ERROR`` line carrying the Gone Status,
+after which the client relists. The stream ends when the client disconnects, after
+``timeoutSeconds``, or at an error, and always closes the store's watch on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any
+
+import anyio
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from corral.api.errors import ApiError, BadRequest
+from corral.apiserver.paths import ResourcePath
+from corral.apiserver.wire import InternalError
+from corral.store.protocol import Store
+
+WATCH_MEDIA_TYPE = "application/json;stream=watch"
+
+_log = logging.getLogger(__name__)
+
+
+def is_watch_request(request: Request) -> bool:
+    raw = request.query_params.get("watch")
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value in ("1", "true"):
+        return True
+    if value in ("", "0", "false"):
+        return False
+    raise BadRequest(f"query parameter watch={raw!r}: expected 1, true, 0 or false")
+
+
+async def watch_response(store: Store, request: Request, path: ResourcePath) -> Response:
+    """Check the parameters (errors here are ordinary Status replies), then start streaming."""
+    query = request.query_params
+    resource_version = _resource_version_param(query.get("resourceVersion"))
+    selector = query.get("labelSelector") or None
+    timeout = _timeout_param(query.get("timeoutSeconds"))
+    if selector is not None and resource_version is not None:
+        # The store checks the selector lazily; checking it here answers a typo with a 400.
+        await store.list(path.info.kind, path.namespace, label_selector=selector, limit=1)
+    return WatchStream(store, path, resource_version, selector, timeout)
+
+
+class WatchStream(Response):
+    """A streaming response that also listens for the client going away."""
+
+    media_type = WATCH_MEDIA_TYPE
+
+    def __init__(
+        self,
+        store: Store,
+        path: ResourcePath,
+        resource_version: int | None,
+        selector: str | None,
+        timeout: float | None,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"cache-control": "no-cache"})
+        self._store = store
+        self._path = path
+        self._resource_version = resource_version
+        self._selector = selector
+        self._timeout = timeout
+
+    async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        async with anyio.create_task_group() as tasks:
+
+            async def stream() -> None:
+                with anyio.move_on_after(self._timeout):
+                    async with aclosing(self._lines()) as lines:
+                        async for line in lines:
+                            await send(
+                                {"type": "http.response.body", "body": line, "more_body": True}
+                            )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                tasks.cancel_scope.cancel()
+
+            async def until_disconnected() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    continue
+                tasks.cancel_scope.cancel()
+
+            tasks.start_soon(stream)
+            tasks.start_soon(until_disconnected)
+
+    async def _lines(self) -> AsyncGenerator[bytes, None]:
+        kind, namespace = self._path.info.kind, self._path.namespace
+        since = self._resource_version
+        try:
+            if since is None:
+                listed = await self._store.list(kind, namespace, label_selector=self._selector)
+                for obj in listed.items:
+                    yield _line("ADDED", obj)
+                since = listed.resource_version
+            events = self._store.watch(
+                kind, namespace, resource_version=since, label_selector=self._selector
+            )
+            try:
+                async for event in events:
+                    yield _line(event.type, event.object)
+            finally:
+                closer = getattr(events, "aclose", None)
+                if closer is not None:
+                    # Shielded: the stream is usually being cancelled when this runs, and the
+                    # store must still get to release its subscription.
+                    with anyio.CancelScope(shield=True):
+                        await closer()
+        except ApiError as error:
+            yield _line("ERROR", error.to_status())
+        except Exception:
+            _log.exception("watch of %s failed", kind)
+            yield _line(
+                "ERROR", InternalError("the watch failed; relist and watch again").to_status()
+            )
+
+
+def _line(event_type: str, obj: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": event_type, "object": obj}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _resource_version_param(raw: str | None) -> int | None:
+    if raw is None or raw in ("", "0"):
+        return None
+    if not raw.isdigit():
+        raise BadRequest(
+            f"query parameter resourceVersion={raw!r}: expected a non-negative integer"
+        )
+    return int(raw)
+
+
+def _timeout_param(raw: str | None) -> float | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise BadRequest(f"query parameter timeoutSeconds={raw!r}: expected a positive integer")
+    return float(raw)
