@@ -54,12 +54,10 @@ def sqlite_path(url: str) -> str:
 
 def _check_postgres_url(url: str) -> None:
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - parsing the port is the check
+        urlsplit(url).port  # noqa: B018 - parsing the port is the check
     except ValueError as error:
         raise ValueError(f"store URL {url!r}: {error}") from None
-    if not parts.hostname and "host=" not in parts.query:
-        raise ValueError(f"store URL {url!r}: no host; use postgresql://user@host:5432/dbname")
+    # No host is fine: libpq's defaults (PGHOST, the local socket) apply, as asyncpg does.
 
 
 def _check_options(opener: Any, options: dict[str, Any], backend: str) -> None:
