@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from corral.apiserver import create_app, ensure_builtin_namespaces
 from corral.store import Store, open_store
 
-from .helpers import TOKEN
+from .helpers import TOKEN, running_uvicorn
 
 
 @pytest.fixture
@@ -49,24 +46,8 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def live_url(app: Starlette) -> AsyncIterator[str]:
-    """The app under real uvicorn (httptools) on a free loopback port."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", ws="none", http="httptools", log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve(sockets=[listener]))
-    try:
-        while not server.started:
-            if serving.done():
-                serving.result()
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
-        listener.close()
+    async with running_uvicorn(app) as (url, _server):
+        yield url
 
 
 @pytest.fixture

@@ -192,3 +192,9 @@ async def test_discovery_lists_every_kind(client: httpx.AsyncClient) -> None:
     assert by_name["models"]["namespaced"] is True
     assert by_name["namespaces"]["namespaced"] is False
     assert "endpoints/status" in by_name
+    assert (await client.get(f"{API}/")).json()["resources"] == resources
+
+
+async def test_trailing_slashes_are_accepted(client: httpx.AsyncClient) -> None:
+    assert (await client.post(models_path() + "/", json=model("slash"))).status_code == 201
+    assert (await client.get(models_path(name="slash") + "/")).status_code == 200

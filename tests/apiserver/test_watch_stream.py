@@ -14,11 +14,12 @@ import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
+from starlette.applications import Starlette
 
 from corral.apiserver import create_app, ensure_builtin_namespaces
 from corral.store import open_store
 
-from .helpers import API, TOKEN, model, models_path
+from .helpers import API, TOKEN, model, models_path, running_uvicorn
 
 MERGE = {"content-type": "application/merge-patch+json"}
 
@@ -164,3 +165,17 @@ async def test_too_old_version_ends_with_a_gone_error_line(
     assert lines[0]["type"] == "ERROR"
     assert lines[0]["object"]["code"] == 410
     assert lines[0]["object"]["reason"] == "Expired"
+
+
+async def test_server_shutdown_ends_open_watches(app: Starlette) -> None:
+    async with (
+        running_uvicorn(app, timeout_graceful_shutdown=1) as (url, server),
+        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http,
+    ):
+        await http.post(models_path(), json=model("x"))
+        async with watching(http, models_path()) as events:
+            await next_event(events)
+            server.should_exit = True
+            # uvicorn waits for the open stream, then cancels it after the grace period.
+            with pytest.raises(httpx.RemoteProtocolError):
+                await next_event(events)

@@ -57,14 +57,15 @@ def create_app(
     server = _Server(store, metrics)
     app = Starlette(
         routes=[
+            # Hottest first (routes are tried in order). Methods are checked by the handlers,
+            # which answer a 405 Status naming the allowed ones.
+            Route(f"{API_PREFIX}/apply", server.apply, methods=_ANY_METHOD),
+            Route(API_PREFIX + "/{rest:path}", server.resource, methods=_ANY_METHOD),
+            Route(API_PREFIX, server.discovery, methods=_ANY_METHOD),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/readyz", server.readyz, methods=["GET"]),
             Route("/metrics", server.metrics, methods=["GET"]),
             Route("/openapi/v3", server.openapi, methods=["GET"]),
-            # Methods are checked by the handlers, which answer a 405 Status naming the allowed.
-            Route(API_PREFIX, server.discovery, methods=_ANY_METHOD),
-            Route(f"{API_PREFIX}/apply", server.apply, methods=_ANY_METHOD),
-            Route(API_PREFIX + "/{rest:path}", server.resource, methods=_ANY_METHOD),
         ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
@@ -85,8 +86,12 @@ class _Server:
         self._openapi_body = b""
 
     async def resource(self, request: Request) -> Response:
+        rest = request.path_params["rest"].rstrip("/")
+        if not rest:
+            return await self.discovery(request)
+
         async def handle() -> Response:
-            path = parse_resource_path(request.path_params["rest"].rstrip("/"))
+            path = parse_resource_path(rest)
             request.scope["corral.kind"] = path.info.kind
             verb, handler = route_resource(request.method, path, request)
             request.scope["corral.verb"] = verb

@@ -134,7 +134,6 @@ def _parse_prune(prune: Any) -> tuple[str | None, list[str] | None]:
 async def _validated_batch(store: Store, batch: _ApplyRequest) -> list[Object]:
     """Every item validated; raise Invalid naming every problem of every item."""
     problems: list[FieldError] = []
-    objects: list[Object] = []
     located: list[tuple[Object, str]] = []
     first_seen: dict[ObjectKey, str] = {}
     for doc, location in zip(batch.items, batch.locations, strict=True):
@@ -154,7 +153,6 @@ async def _validated_batch(store: Store, batch: _ApplyRequest) -> list[Object]:
             )
             continue
         first_seen[key] = location
-        objects.append(obj)
         located.append((obj, location))
 
     declared = {key.name for key in first_seen if key.kind == NAMESPACE_KIND}
@@ -179,4 +177,4 @@ async def _validated_batch(store: Store, batch: _ApplyRequest) -> list[Object]:
             f"{len(where)} of {len(batch.items)} object(s)",
             causes=problems,
         )
-    return objects
+    return [obj for obj, _ in located]

@@ -11,7 +11,7 @@ after which the client relists. The stream ends when the client disconnects, aft
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -22,9 +22,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from corral.api.errors import ApiError, BadRequest
+from corral.api.objects import Object
 from corral.apiserver.paths import ResourcePath
 from corral.apiserver.wire import InternalError
-from corral.store.protocol import Store
+from corral.store.protocol import Store, WatchEvent
 
 WATCH_MEDIA_TYPE = "application/json;stream=watch"
 
@@ -44,15 +45,26 @@ def is_watch_request(request: Request) -> bool:
 
 
 async def watch_response(store: Store, request: Request, path: ResourcePath) -> Response:
-    """Check the parameters (errors here are ordinary Status replies), then start streaming."""
+    """Check the parameters and read the initial state, then stream.
+
+    Everything that can fail on bad input happens before the response starts, so those
+    failures are ordinary Status replies rather than ERROR lines.
+    """
     query = request.query_params
-    resource_version = _resource_version_param(query.get("resourceVersion"))
+    since = _resource_version_param(query.get("resourceVersion"))
     selector = query.get("labelSelector") or None
     timeout = _timeout_param(query.get("timeoutSeconds"))
-    if selector is not None and resource_version is not None:
-        # The store checks the selector lazily; checking it here answers a typo with a 400.
+    initial: list[Object] = []
+    if since is None:
+        listed = await store.list(path.info.kind, path.namespace, label_selector=selector)
+        initial, since = listed.items, listed.resource_version
+    elif selector is not None:
+        # The store checks a watch's selector lazily; a list checks it now.
         await store.list(path.info.kind, path.namespace, label_selector=selector, limit=1)
-    return WatchStream(store, path, resource_version, selector, timeout)
+    events = store.watch(
+        path.info.kind, path.namespace, resource_version=since, label_selector=selector
+    )
+    return WatchStream(initial, events, timeout)
 
 
 class WatchStream(Response):
@@ -61,70 +73,55 @@ class WatchStream(Response):
     media_type = WATCH_MEDIA_TYPE
 
     def __init__(
-        self,
-        store: Store,
-        path: ResourcePath,
-        resource_version: int | None,
-        selector: str | None,
-        timeout: float | None,
+        self, initial: list[Object], events: AsyncIterator[WatchEvent], timeout: float | None
     ) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"cache-control": "no-cache"})
-        self._store = store
-        self._path = path
-        self._resource_version = resource_version
-        self._selector = selector
+        self._initial = initial
+        self._events = events
         self._timeout = timeout
 
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        async with anyio.create_task_group() as tasks:
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with anyio.create_task_group() as tasks:
 
-            async def stream() -> None:
-                with anyio.move_on_after(self._timeout):
-                    async with aclosing(self._lines()) as lines:
-                        async for line in lines:
-                            await send(
-                                {"type": "http.response.body", "body": line, "more_body": True}
-                            )
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-                tasks.cancel_scope.cancel()
+                async def stream() -> None:
+                    with anyio.move_on_after(self._timeout):
+                        async with aclosing(self._lines()) as lines:
+                            async for line in lines:
+                                await send(
+                                    {"type": "http.response.body", "body": line, "more_body": True}
+                                )
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    tasks.cancel_scope.cancel()
 
-            async def until_disconnected() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    continue
-                tasks.cancel_scope.cancel()
+                async def until_disconnected() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        continue
+                    tasks.cancel_scope.cancel()
 
-            tasks.start_soon(stream)
-            tasks.start_soon(until_disconnected)
+                tasks.start_soon(stream)
+                tasks.start_soon(until_disconnected)
+        finally:
+            closer = getattr(self._events, "aclose", None)
+            if closer is not None:
+                # Shielded: the stream is usually being cancelled when this runs, and the store
+                # must still get to release its subscription.
+                with anyio.CancelScope(shield=True):
+                    await closer()
 
     async def _lines(self) -> AsyncGenerator[bytes, None]:
-        kind, namespace = self._path.info.kind, self._path.namespace
-        since = self._resource_version
+        for obj in self._initial:
+            yield _line("ADDED", obj)
         try:
-            if since is None:
-                listed = await self._store.list(kind, namespace, label_selector=self._selector)
-                for obj in listed.items:
-                    yield _line("ADDED", obj)
-                since = listed.resource_version
-            events = self._store.watch(
-                kind, namespace, resource_version=since, label_selector=self._selector
-            )
-            try:
-                async for event in events:
-                    yield _line(event.type, event.object)
-            finally:
-                closer = getattr(events, "aclose", None)
-                if closer is not None:
-                    # Shielded: the stream is usually being cancelled when this runs, and the
-                    # store must still get to release its subscription.
-                    with anyio.CancelScope(shield=True):
-                        await closer()
+            async for event in self._events:
+                yield _line(event.type, event.object)
         except ApiError as error:
             yield _line("ERROR", error.to_status())
         except Exception:
-            _log.exception("watch of %s failed", kind)
+            _log.exception("a watch failed")
             yield _line(
                 "ERROR", InternalError("the watch failed; relist and watch again").to_status()
             )
