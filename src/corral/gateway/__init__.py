@@ -1,0 +1,46 @@
+"""The OpenAI-compatible gateway: a raw ASGI request path composed of small stages.
+
+    routes = RouteSource(RouteTable.from_endpoints(endpoint_objects))
+    app = create_gateway(routes, authenticate=lambda token: token == admin_token)
+    uvicorn.Server(gateway_server_config(app, port=8080)).run()
+    routes.update(RouteTable.from_endpoints(...))  # whenever Endpoints change
+
+It sits on ``corral.api`` only; the composition root feeds it routes and mounts it at the root
+(it serves ``/v1/...`` itself).
+"""
+
+from corral.gateway.app import Gateway, create_gateway
+from corral.gateway.balancer import Balancer
+from corral.gateway.call import Call, Handler, Stage
+from corral.gateway.errors import GatewayError
+from corral.gateway.http1 import HttpTransport
+from corral.gateway.routes import EndpointRoute, RouteSource, RouteTable, VersionRoute
+from corral.gateway.server import gateway_server_config
+from corral.gateway.transport import (
+    Headers,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTransport,
+    UpstreamUnreachable,
+)
+
+__all__ = [
+    "Balancer",
+    "Call",
+    "EndpointRoute",
+    "Gateway",
+    "GatewayError",
+    "Handler",
+    "Headers",
+    "HttpTransport",
+    "RouteSource",
+    "RouteTable",
+    "Stage",
+    "UpstreamError",
+    "UpstreamResponse",
+    "UpstreamTransport",
+    "UpstreamUnreachable",
+    "VersionRoute",
+    "create_gateway",
+    "gateway_server_config",
+]

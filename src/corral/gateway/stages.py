@@ -1,0 +1,122 @@
+"""The checks every request passes before it is forwarded: who calls, what they sent, to where.
+
+``authenticate_with`` runs first so an unauthenticated caller never costs a body read; ``read_json``
+enforces the body limit (Content-Length first, then counting while reading) and parses with
+orjson; ``resolve_endpoint`` turns the ``model`` field into a route from the request's snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from corral.gateway.call import Call, Handler, Message, Stage
+from corral.gateway.errors import bad_request, model_not_found, payload_too_large, unauthorized
+
+
+def authenticate_with(check: Callable[[str | None], bool]) -> Stage:
+    """Refuse with 401 unless ``check`` accepts the bearer token (None when none was sent)."""
+
+    async def authenticate_stage(call: Call, call_next: Handler) -> None:
+        header = call.header(b"authorization")
+        token = None
+        if header is not None:
+            scheme, _, credentials = header.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                token = credentials.strip()
+        if not check(token):
+            if token is None:
+                raise unauthorized(
+                    "missing API key: send the header 'Authorization: Bearer <token>'"
+                )
+            raise unauthorized("invalid API key in the Authorization header")
+        call.token = token
+        await call_next(call)
+
+    return authenticate_stage
+
+
+def read_json(max_body_bytes: int) -> Stage:
+    """Read the body (at most ``max_body_bytes``) and parse it as a JSON object with a model."""
+
+    async def read_json_stage(call: Call, call_next: Handler) -> None:
+        call.body = await _read_body(call, max_body_bytes)
+        payload = _parse_object(call.body)
+        model = payload.get("model")
+        if model is None:
+            raise bad_request("you must provide a model parameter", param="model")
+        if not isinstance(model, str) or not model:
+            raise bad_request(
+                f"model: must be a non-empty string naming an Endpoint, got {model!r}",
+                param="model",
+            )
+        call.payload = payload
+        call.stream = payload.get("stream") is True
+        await call_next(call)
+
+    return read_json_stage
+
+
+async def resolve_endpoint(call: Call, call_next: Handler) -> None:
+    """Find the Endpoint the ``model`` field names (404 ``model_not_found`` when none)."""
+    model: str = call.payload["model"]
+    endpoint = call.routes.lookup(model)
+    if endpoint is None:
+        raise model_not_found(model)
+    call.endpoint = endpoint
+    await call_next(call)
+
+
+async def _read_body(call: Call, limit: int) -> bytes:
+    declared = call.header(b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise bad_request(
+                f"Content-Length header {declared.decode('latin-1')!r} is not a number"
+            )
+        if int(declared) > limit:
+            raise payload_too_large(limit)
+    receive = call.receive
+    message = await receive()
+    body: bytes = _request_body(message)
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise payload_too_large(limit)
+        return body
+    # Chunked uploads have no Content-Length: count as the pieces arrive.
+    pieces, size = [body], len(body)
+    while message.get("more_body", False):
+        message = await receive()
+        piece = _request_body(message)
+        size += len(piece)
+        if size > limit:
+            raise payload_too_large(limit)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+def _request_body(message: Message) -> bytes:
+    if message["type"] != "http.request":
+        raise bad_request("the client disconnected before sending the whole body")
+    body: bytes = message.get("body", b"")
+    return body
+
+
+def _parse_object(body: bytes) -> dict[str, Any]:
+    if not body:
+        raise bad_request("request body is empty: expected a JSON object")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as bad_utf8:
+            raise bad_request(
+                f"request body is not valid UTF-8 (bad byte at offset {bad_utf8.start})"
+            ) from None
+        raise bad_request(f"request body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise bad_request(f"request body must be a JSON object, got {type(payload).__name__}")
+    return payload
