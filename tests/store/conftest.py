@@ -1,20 +1,22 @@
 """The store contract suite runs every behaviour test against both backends.
 
-``target`` is a fresh, empty store location per test: a SQLite file under ``tmp_path``, or a
-new PostgreSQL database (``corral_t_<random>``, created from ``CORRAL_TEST_POSTGRES_DSN`` and
-dropped afterwards) so tests never see each other's data. An unreachable PostgreSQL fails the
-test with a message saying so: the suite never skips a backend.
+``target`` is a fresh, empty store location per test: a SQLite file under ``tmp_path``, or an
+emptied PostgreSQL scratch database (``corral_t_<random>``, created per test module from
+``CORRAL_TEST_POSTGRES_DSN`` and dropped afterwards), so tests never see each other's data.
+An unreachable PostgreSQL fails the test with a message saying so: the suite never skips a
+backend.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -25,6 +27,7 @@ from corral.store import Store, WatchEvent, open_store
 POSTGRES_DSN = os.environ.get(
     "CORRAL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+T = TypeVar("T")
 EVENT_TIMEOUT = 10.0  # generous: the machine is shared; a hang still fails well before pytest's
 
 
@@ -62,27 +65,66 @@ async def admin_connection() -> Any:
         )
 
 
-@contextlib.asynccontextmanager
-async def fresh_postgres_target() -> AsyncIterator[StoreTarget]:
-    """A new, empty database on the test server, dropped (with its connections) afterwards."""
+async def create_database() -> tuple[str, str]:
     database = f"corral_t_{secrets.token_hex(6)}"
     admin = await admin_connection()
     try:
         await admin.execute(f'CREATE DATABASE "{database}"')
-        store_target = StoreTarget("postgres", database_url(POSTGRES_DSN, database))
-        try:
-            yield store_target
-        finally:
-            await store_target.close_all()
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await admin.close()
+    return database, database_url(POSTGRES_DSN, database)
+
+
+async def drop_database(database: str) -> None:
+    admin = await admin_connection()
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def empty_database(url: str) -> None:
+    """Back to a just-created database: the store recreates its schema on open."""
+    connection = await asyncpg.connect(url, timeout=5)
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_database() -> Iterator[str]:
+    """One scratch database per test module (CREATE DATABASE costs ~0.3 s on a busy machine);
+    every test empties it first, so no test sees another's data."""
+    database, url = run_in_own_loop(create_database)
+    try:
+        yield url
+    finally:
+        run_in_own_loop(lambda: drop_database(database))
+
+
+def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from sync code that may sit inside a running loop
+    (the fixture is first requested from the async ``target`` fixture)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(lambda: asyncio.run(make())).result()
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_target(url: str) -> AsyncIterator[StoreTarget]:
+    await empty_database(url)
+    store_target = StoreTarget("postgres", url)
+    try:
+        yield store_target
+    finally:
+        await store_target.close_all()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def target(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[StoreTarget]:
     if request.param == "postgres":
-        async with fresh_postgres_target() as store_target:
+        url = request.getfixturevalue("postgres_database")
+        async with fresh_postgres_target(url) as store_target:
             yield store_target
         return
     store_target = StoreTarget("sqlite", f"sqlite:///{tmp_path}/state.db")
@@ -93,9 +135,9 @@ async def target(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
 
 
 @pytest.fixture
-async def postgres_target() -> AsyncIterator[StoreTarget]:
+async def postgres_target(postgres_database: str) -> AsyncIterator[StoreTarget]:
     """For the behaviours only the shared backend has (LISTEN/NOTIFY across processes)."""
-    async with fresh_postgres_target() as store_target:
+    async with fresh_postgres_target(postgres_database) as store_target:
         yield store_target
 
 

@@ -85,25 +85,28 @@ LEFT JOIN LATERAL (
 WHERE c.id = 0
 ORDER BY e.rv
 """
-_UPSERT_OBJECT = """
-INSERT INTO corral_objects (kind, namespace, name, uid, rv, data) VALUES ($1, $2, $3, $4, $5, $6)
-ON CONFLICT (kind, namespace, name)
-DO UPDATE SET uid = excluded.uid, rv = excluded.rv, data = excluded.data
-"""
-_INSERT_EVENT = """
-INSERT INTO corral_events (rv, kind, namespace, name, type, data, prev_labels)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-"""
-_INSERT_HISTORY = """
+# One round trip per change: the object row, its event and (when the spec changed) history.
+_RECORD_CHANGE = """
+WITH upserted AS (
+    INSERT INTO corral_objects (kind, namespace, name, uid, rv, data)
+    SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::text WHERE NOT $7::boolean
+    ON CONFLICT (kind, namespace, name)
+    DO UPDATE SET uid = excluded.uid, rv = excluded.rv, data = excluded.data
+), removed AS (
+    DELETE FROM corral_objects WHERE $7::boolean AND kind = $1 AND namespace = $2 AND name = $3
+), event AS (
+    INSERT INTO corral_events (rv, kind, namespace, name, type, data, prev_labels)
+    VALUES ($5, $1, $2, $3, $8::text, $6, $9::text)
+)
 INSERT INTO corral_history
     (kind, namespace, name, generation, rv, action, actor, ts, spec, labels, diff)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+SELECT $1, $2, $3, $10::bigint, $5, $11::text, $12::text, $13::text, $14::text, $15::text,
+    $16::text
+WHERE $10::bigint IS NOT NULL
 """
-# Advance the head, compact the log and notify, in one round trip; NOTIFY is sent at commit.
-_FINISH_WRITE = """
-WITH head AS (UPDATE corral_counter SET rv = $1 WHERE id = 0 RETURNING rv),
-     compacted AS (DELETE FROM corral_events WHERE rv <= $2)
-SELECT pg_notify($3, rv::text) FROM head
+_HEAD_AND_OBJECT = """
+SELECT c.rv, (SELECT data FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3)
+FROM corral_counter c WHERE c.id = 0
 """
 
 
@@ -111,6 +114,7 @@ SELECT pg_notify($3, rv::text) FROM head
 class _Write:
     connection: Any
     rvs: RvCounter
+    current: Object | None  # the object under the key the write was opened for
     recorded: bool = False
 
 
@@ -235,31 +239,28 @@ class PostgresStore:
 
     async def create(self, obj: Object, *, actor: str = "") -> Object:
         obj = normalize_input(obj)
-        async with self._writing() as write:
-            current = await _load(write.connection, object_key(obj))
-            change = plan_create(obj, current, write.rvs, actor=actor, now=now_rfc3339())
+        async with self._writing(object_key(obj)) as write:
+            change = plan_create(obj, write.current, write.rvs, actor=actor, now=now_rfc3339())
             await self._record(write, [change])
         return change.obj
 
     async def update(self, obj: Object, *, actor: str = "") -> Object:
         obj = normalize_input(obj)
-        async with self._writing() as write:
-            current = await _load(write.connection, object_key(obj))
-            change = plan_update(obj, current, write.rvs, actor=actor, now=now_rfc3339())
+        async with self._writing(object_key(obj)) as write:
+            change = plan_update(obj, write.current, write.rvs, actor=actor, now=now_rfc3339())
             if change is None:
-                assert current is not None  # no change is only planned for an existing object
-                return current
+                assert write.current is not None  # only an existing object can be unchanged
+                return write.current
             await self._record(write, [change])
         return change.obj
 
     async def update_status(self, obj: Object) -> Object:
         obj = normalize_input(obj)
-        async with self._writing() as write:
-            current = await _load(write.connection, object_key(obj))
-            change = plan_update_status(obj, current, write.rvs)
+        async with self._writing(object_key(obj)) as write:
+            change = plan_update_status(obj, write.current, write.rvs)
             if change is None:
-                assert current is not None
-                return current
+                assert write.current is not None
+                return write.current
             await self._record(write, [change])
         return change.obj
 
@@ -273,10 +274,10 @@ class PostgresStore:
         resource_version: str | None = None,
     ) -> Object:
         key = ObjectKey(kind, namespace, name)
-        async with self._writing() as write:
+        async with self._writing(key) as write:
             change, reply = plan_delete(
                 key,
-                await _load(write.connection, key),
+                write.current,
                 write.rvs,
                 actor=actor,
                 now=now_rfc3339(),
@@ -318,77 +319,64 @@ class PostgresStore:
         return outcomes
 
     @contextlib.asynccontextmanager
-    async def _writing(self) -> AsyncIterator[_Write]:
-        """A write transaction holding the write lock; it commits only what was recorded."""
+    async def _writing(self, key: ObjectKey | None = None) -> AsyncIterator[_Write]:
+        """A write transaction holding the write lock; it commits only what was recorded.
+
+        Round trips are what the lock is held for, so they are few: BEGIN with the lock, the
+        head with the current object, one per change, and the head update with COMMIT.
+        """
         self._check_open()
         async with self._pool.acquire() as connection:
-            transaction = connection.transaction(isolation="read_committed")
-            await transaction.start()
+            # The lock is its own statement: the next statement's snapshot then includes every
+            # transaction that held the lock before us (READ COMMITTED takes one per statement).
+            await connection.execute(
+                f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+            )
             try:
-                # The lock is its own statement: the next statement's snapshot then includes
-                # every transaction that held the lock before us.
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-                head = await connection.fetchval("SELECT rv FROM corral_counter WHERE id = 0")
-                write = _Write(connection, RvCounter(int(head)))
+                key_args = key if key is not None else ("", "", "")
+                head, data = await connection.fetchrow(_HEAD_AND_OBJECT, *key_args)
+                current = None if key is None or data is None else orjson.loads(data)
+                write = _Write(connection, RvCounter(int(head)), current)
                 yield write
+                if write.recorded:
+                    last = write.rvs.last
+                    # Integers only, so inlining them is safe; one round trip ends the write.
+                    await connection.execute(
+                        f"UPDATE corral_counter SET rv = {last} WHERE id = 0; "
+                        f"DELETE FROM corral_events WHERE rv <= {last - self._event_retention}; "
+                        f"NOTIFY {CHANNEL}, '{last}'; COMMIT"
+                    )
+                else:
+                    await connection.execute("ROLLBACK")
             except BaseException:
-                await transaction.rollback()
+                if not connection.is_closed():
+                    with contextlib.suppress(asyncpg.InterfaceError, OSError):
+                        await connection.execute("ROLLBACK")
                 raise
-            if write.recorded:
-                await transaction.commit()
-                self._signal.fire()
-            else:
-                await transaction.rollback()
+        if write.recorded:
+            self._signal.fire()
 
     async def _record(self, write: _Write, changes: _Changes) -> None:
-        connection, rvs = write.connection, write.rvs
         write.recorded = True
-        removed = [change.key for change in changes if change.removed]
-        kept = [change for change in changes if not change.removed]
-        if removed:
-            await connection.executemany(
-                "DELETE FROM corral_objects WHERE kind = $1 AND namespace = $2 AND name = $3",
-                removed,
+        for change in changes:
+            entry = change.history
+            await write.connection.execute(
+                _RECORD_CHANGE,
+                *change.key,
+                change.uid,
+                change.rv,
+                change.data.decode(),
+                change.removed,
+                change.event_type,
+                None if change.prev_labels is None else change.prev_labels.decode(),
+                None if entry is None else entry.generation,
+                None if entry is None else entry.action,
+                None if entry is None else entry.actor,
+                None if entry is None else entry.timestamp,
+                None if entry is None else orjson.dumps(entry.spec).decode(),
+                None if entry is None else orjson.dumps(entry.labels).decode(),
+                None if entry is None else orjson.dumps(entry.diff).decode(),
             )
-        if kept:
-            await connection.executemany(
-                _UPSERT_OBJECT,
-                [(*change.key, change.uid, change.rv, change.data.decode()) for change in kept],
-            )
-        await connection.executemany(
-            _INSERT_EVENT,
-            [
-                (
-                    change.rv,
-                    *change.key,
-                    change.event_type,
-                    change.data.decode(),
-                    None if change.prev_labels is None else change.prev_labels.decode(),
-                )
-                for change in changes
-            ],
-        )
-        entries = [change for change in changes if change.history is not None]
-        if entries:
-            await connection.executemany(
-                _INSERT_HISTORY,
-                [
-                    (
-                        *change.key,
-                        change.history.generation,
-                        change.rv,
-                        change.history.action,
-                        change.history.actor,
-                        change.history.timestamp,
-                        orjson.dumps(change.history.spec).decode(),
-                        orjson.dumps(change.history.labels).decode(),
-                        orjson.dumps(change.history.diff).decode(),
-                    )
-                    for change in entries
-                    if change.history is not None
-                ],
-            )
-        await connection.execute(_FINISH_WRITE, rvs.last, rvs.last - self._event_retention, CHANNEL)
 
     # -- watch -----------------------------------------------------------------------------
 
