@@ -86,6 +86,7 @@ class Informer:
         self._handlers: list[EventHandler] = []
         self._synced = asyncio.Event()
         self._resource_version: int | None = None
+        self._running = False
         self._retry = ExponentialBackoff(base=0.2, cap=30.0)
 
     @property
@@ -156,7 +157,13 @@ class Informer:
 
     async def start(self, stop: asyncio.Event) -> None:
         """List, then follow the watch until ``stop``; a restart resumes from the last version."""
-        await run_until_stopped(self._run(), stop)
+        if self._running:
+            raise RuntimeError(f"the informer for {self._kind} is already running")
+        self._running = True
+        try:
+            await run_until_stopped(self._run(), stop)
+        finally:
+            self._running = False
 
     async def _run(self) -> None:
         while True:

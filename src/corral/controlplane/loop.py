@@ -120,6 +120,10 @@ class ReconcileLoop:
         while (key := await queue.get()) is not None:
             try:
                 await self._process(queue, key)
+            except Exception:
+                # Only a bug in the bookkeeping itself gets here; the worker must outlive it.
+                logger.exception("reconcile bookkeeping failed", extra={"controller": self.name})
+                queue.add_rate_limited(key)
             finally:
                 queue.done(key)
 
