@@ -81,3 +81,14 @@ def test_top_level_help_lists_every_command(offline: Cli) -> None:
     text = offline.ok("--help")
     for command in COMMANDS:
         assert f"  {command} " in text
+
+
+def test_store_passwords_are_never_printed(offline: Cli, tmp_path: Path) -> None:
+    store = f"postgresql://corral:s3cret-pw@127.0.0.1:{free_port()}/corral"
+    result = offline(
+        "serve", "--role", "apiserver", "--store", store, "--port", "0",
+        "--state-dir", str(tmp_path / "state"), "--log-level", "debug",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "error: cannot open the store postgresql://corral:***@127.0.0.1:" in result.stderr
+    assert "s3cret-pw" not in result.stderr + result.stdout

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import signal
 import stat
+import threading
 from pathlib import Path
+
+from corral.client import CorralClient, ServerUnreachable
 
 from .helpers import Cli, ServerProcess, clean_env, model, write
 
@@ -26,6 +29,7 @@ def test_token_is_shown_once_and_server_json_lives_while_serving(tmp_path: Path)
     assert json.loads((state_dir / "server.json").read_text()) == {"url": url, "pid": first.pid}
     assert first.stop(signal.SIGTERM) == 0
     assert f"corral is up at {url}" in first.stdout
+    assert f"store:       sqlite:///{state_dir.resolve() / 'corral.db'}" in first.stdout
     assert token in first.stdout
     assert not (state_dir / "server.json").exists()
 
@@ -67,3 +71,31 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, server: ServerProcess) -> 
     assert busy.stop(None) == 1
     assert f"error: cannot listen on 127.0.0.1:{port}: " in busy.stderr
     assert "Traceback" not in busy.stderr
+
+
+def test_stopping_with_an_open_watch_is_clean(tmp_path: Path) -> None:
+    server = up(tmp_path)
+    url = server.wait_ready()
+    token = (server.state_dir / "admin.token").read_text().strip()
+    ended: list[BaseException] = []
+
+    def watch() -> None:
+        with CorralClient(url, token) as client:
+            try:
+                for _ in client.watch("Namespace", namespace=None):
+                    watching.set()
+            except ServerUnreachable as error:
+                ended.append(error)
+
+    watching = threading.Event()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert watching.wait(timeout=30)
+    finally:
+        assert server.stop() == 0
+        watcher.join(timeout=60)
+    assert [type(error) for error in ended] == [ServerUnreachable]
+    assert "closed the connection" in str(ended[0])
+    assert "Traceback" not in server.stderr
+    assert "ERROR" not in server.stderr

@@ -228,6 +228,10 @@ class CorralClient:
     def _transport_error(self, error: httpx.HTTPError) -> ServerUnreachable:
         if isinstance(error, httpx.TimeoutException):
             return ServerUnreachable(f"corral at {self.url} did not answer in time ({error})")
+        if isinstance(error, httpx.RemoteProtocolError):
+            return ServerUnreachable(
+                f"corral at {self.url} closed the connection (stopping?): {error}"
+            )
         return ServerUnreachable(
             f"cannot reach corral at {self.url}: is `corral up` running? ({error})"
         )

@@ -39,6 +39,7 @@ _READY_POLL_S = 0.01
 _ON_READY = "on-ready hook"
 
 _log = logging.getLogger(__name__)
+_UVICORN_LOG = logging.getLogger("uvicorn.error")
 
 
 class ServerError(Exception):
@@ -124,6 +125,8 @@ async def _run_roles(
             token_path, new_token = state_dir / TOKEN_FILE, (token if created else None)
             listener = _listen(config.host, config.port)
             http = _EmbeddedUvicorn(_uvicorn_config(create_app(store, admin_token=token)))
+            quiet_shutdown = _QuietShutdown(http)
+            _UVICORN_LOG.addFilter(quiet_shutdown)
             workers[APISERVER] = asyncio.create_task(http.serve(sockets=[listener]))
         if CONTROLLERS in config.roles:
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
@@ -164,6 +167,11 @@ async def _run_roles(
         outcomes = await asyncio.gather(*workers.values(), return_exceptions=True)
         if listener is not None:
             listener.close()
+        if http is not None:
+            # Requests cut at the end of the grace period are cancelled, not yet finished:
+            # let them unwind (closing their store watches) before the store closes.
+            await asyncio.gather(*list(http.server_state.tasks), return_exceptions=True)
+            _UVICORN_LOG.removeFilter(quiet_shutdown)
     _raise_failure(dict(zip(workers, outcomes, strict=True)), ended_by)
 
 
@@ -217,6 +225,28 @@ def _raise_failure(outcomes: dict[str, Any], ended_by: str | None) -> None:
             raise ServerError(f"{name} failed: {outcome}") from outcome
     if ended_by is not None and ended_by != _ON_READY:
         raise ServerError(f"{ended_by} exited unexpectedly")
+
+
+class _QuietShutdown(logging.Filter):
+    """Open watch streams are cut when the shutdown grace period ends: expected, not an error.
+
+    uvicorn reports that as an ERROR and a CancelledError traceback per stream; once this
+    server is stopping, those become one INFO line.
+    """
+
+    def __init__(self, server: uvicorn.Server) -> None:
+        super().__init__()
+        self._server = server
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._server.should_exit:
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        if record.getMessage().startswith("Cancel ") and "graceful shutdown" in record.msg:
+            _log.info("closed open requests (watch streams) after the shutdown grace period")
+            return False
+        return True
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
