@@ -136,6 +136,9 @@ class PostgresStore:
         self._signal = ChangeSignal()
         self._closed = False
         self._listener: Any = None
+        # Writes queue here, in the process, rather than as many backends blocked on the
+        # advisory lock: the server then hands the lock between processes only.
+        self._write_gate = asyncio.Lock()
         self._reconnecting: asyncio.Task[None] | None = None
 
     @classmethod
@@ -326,7 +329,7 @@ class PostgresStore:
         head with the current object, one per change, and the head update with COMMIT.
         """
         self._check_open()
-        async with self._pool.acquire() as connection:
+        async with self._write_gate, self._pool.acquire() as connection:
             # The lock is its own statement: the next statement's snapshot then includes every
             # transaction that held the lock before us (READ COMMITTED takes one per statement).
             await connection.execute(
