@@ -74,18 +74,17 @@ def conditions_of(obj: Object) -> list[dict[str, Any]]:
 
 
 def status_summary(obj: Object) -> str:
-    """The READY condition in a word: ``Ready``, ``NotReady: <Reason>``, ``Unknown`` or ``-``."""
-    ready = next((c for c in conditions_of(obj) if c.get("type") == "Ready"), None)
+    """One word, kubectl-style: ``Ready``, else the Ready condition's reason (``ModelNotReady``),
+    ``NotReady`` or ``Unknown`` without one, ``Terminating``, or ``-`` before any report."""
     if obj.get("metadata", {}).get("deletionTimestamp"):
         return "Terminating"
+    ready = next((c for c in conditions_of(obj) if c.get("type") == "Ready"), None)
     if ready is None:
         return "-"
     if ready.get("status") == "True":
         return "Ready"
-    reason = ready.get("reason") or ""
-    if ready.get("status") == "False":
-        return f"NotReady: {reason}" if reason else "NotReady"
-    return f"Unknown: {reason}" if reason else "Unknown"
+    fallback = "NotReady" if ready.get("status") == "False" else "Unknown"
+    return str(ready.get("reason") or fallback).replace(" ", "")
 
 
 def conditions_summary(obj: Object) -> str:

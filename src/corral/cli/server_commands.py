@@ -185,3 +185,8 @@ def _configure_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # One line per health probe and per apply is noise, even at info.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(
+            max(logging.WARNING, logging.getLevelName(level.upper()))
+        )

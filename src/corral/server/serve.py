@@ -1,7 +1,8 @@
 """The composition root: one process running the roles a :class:`ServerConfig` names.
 
 ``serve`` opens the store, makes sure the built-in namespaces exist, and runs the API server
-(uvicorn, embedded) and the controller Manager side by side in one event loop. Once every role
+(uvicorn, embedded) and the controller Manager (garbage collector, Model and Endpoint
+controllers with their model-server supervisor) side by side in one event loop. Once every role
 is ready it publishes ``STATE_DIR/server.json`` so the CLI finds it; SIGINT/SIGTERM stop every
 role gracefully, and whatever happens the file is removed and the store closed on the way out.
 """
@@ -23,7 +24,9 @@ import uvicorn
 
 from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_create_admin_token
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
+from corral.controllers import add_model_serving
 from corral.controlplane import GarbageCollector, Manager
+from corral.runtimes import Supervisor
 from corral.server.config import (
     APISERVER,
     CONTROLLERS,
@@ -115,6 +118,7 @@ async def _run_roles(
     http: _EmbeddedUvicorn | None = None
     listener: socket.socket | None = None
     manager: Manager | None = None
+    supervisor: Supervisor | None = None
     token_path: Path | None = None
     new_token: str | None = None
     ended_by: str | None = None
@@ -131,6 +135,7 @@ async def _run_roles(
         if CONTROLLERS in config.roles:
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
             manager.add(GarbageCollector(manager))
+            supervisor = add_model_serving(manager, state_dir)
             workers[CONTROLLERS] = asyncio.create_task(manager.run(stop))
 
         # A replica in an election may stand by for good: its serving is readiness enough.
@@ -165,6 +170,9 @@ async def _run_roles(
         if http is not None:
             http.should_exit = True
         outcomes = await asyncio.gather(*workers.values(), return_exceptions=True)
+        if supervisor is not None:
+            # Model servers are this process's children: none outlives it.
+            await supervisor.stop_all()
         if listener is not None:
             listener.close()
         if http is not None:
