@@ -93,16 +93,25 @@ class Store(Protocol):
         """Objects of ``kind`` (in ``namespace``, or all when None), ordered by namespace, name.
 
         ``label_selector`` uses Kubernetes syntax (``a=b,c!=d,e in (f,g),!h,i``); an invalid one
-        raises BadRequest. ``limit`` pages; a stale or garbled continue token raises BadRequest.
+        raises BadRequest. ``limit`` pages (0 or None: everything); a stale or garbled continue
+        token raises BadRequest. Every page of one paged list reports the first page's
+        resourceVersion, so a watch from it after the last page misses nothing.
         """
         ...
 
     async def create(self, obj: Object, *, actor: str = "") -> Object:
-        """Insert; raise AlreadyExists when the key is taken. Returns the stored object."""
+        """Insert; raise AlreadyExists when the key is taken. Returns the stored object.
+
+        ``status`` in the input is not stored (it belongs to controllers: ``update_status``).
+        """
         ...
 
     async def update(self, obj: Object, *, actor: str = "") -> Object:
-        """Replace metadata (user-owned fields) and spec; keep status. See module docstring."""
+        """Replace metadata (user-owned fields) and spec; keep status. See module docstring.
+
+        An update that changes nothing returns the stored object and takes no version (no
+        event). Adding a finalizer to an object being deleted raises Invalid.
+        """
         ...
 
     async def update_status(self, obj: Object) -> Object:
@@ -118,7 +127,10 @@ class Store(Protocol):
         actor: str = "",
         resource_version: str | None = None,
     ) -> Object:
-        """Delete, respecting finalizers; returns the object as last stored (or as now marked)."""
+        """Delete, respecting finalizers; returns the object as last stored (or as now marked).
+
+        Deleting an object that is already marked returns it unchanged.
+        """
         ...
 
     async def apply(
@@ -137,6 +149,10 @@ class Store(Protocol):
         ``prune_selector``, objects of ``prune_kinds`` matching it that are not among
         ``objects`` are deleted (action ``pruned``). ``dry_run`` computes the same outcomes and
         diffs and writes nothing.
+
+        A declared ``metadata.resourceVersion`` is a precondition (Conflict when stale). Pruning
+        covers every namespace; an empty ``prune_selector`` is refused (BadRequest), and
+        ``prune_kinds`` defaults to the kinds declared. Errors name the object as ``objects[i]``.
         """
         ...
 
@@ -151,6 +167,9 @@ class Store(Protocol):
         """Events after ``resource_version`` (None: from now), then live ones, until closed.
 
         Raise Gone (on first iteration) when the version is older than the retained log.
+        With a label selector, an object that starts matching arrives as ADDED and one that
+        stops matching as DELETED. The backends return an async generator: ``aclose()`` it (or
+        use ``contextlib.aclosing``) to stop watching; closing the store ends it too.
         """
         ...
 

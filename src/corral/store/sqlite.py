@@ -1,15 +1,18 @@
 """The SQLite backend: one file, watch woken in-process, short transactions on the event loop.
 
-Where the work runs (measured on the 2-core dev box; ``benchmarks/store_bench.py``): a create
-costs ~120 µs of SQLite and Python, and handing it to a worker thread and back costs as much
-again, more when the cores are busy (sequential creates fell from ~8,500/s inline to 2,200 -
-5,000/s threaded). So single-object operations and watch reads run on the loop, followed by a
-yield so one busy caller cannot starve the others, while work whose size the caller controls
-(unlimited or large lists, apply, history) runs on one worker thread. One lock hands the
-connection to one of them at a time. The two things that could stall the loop are moved off
-it: the WAL checkpoint (which writes and syncs the database file) runs on the worker thread on
-its own connection, and a write that finds the file locked by another process waits on the
-worker thread rather than on the loop.
+Where the work runs was measured on the shared 2-core dev box (``benchmarks/store_bench.py``
+and ad-hoc runs): a create's transaction costs ~100 µs, and handing it to a worker thread and
+back costs about as much again, more when the cores are busy. Sequential creates ran at
+3,300-4,500/s on the loop against 1,400-2,300/s on a thread under the same load (6,300 against
+3,800-5,200 on a quieter machine). Timer lateness on the loop during writes was comparable
+(p99 8-12 ms on the loop, 6-9 ms threaded, 3-4 ms idle): about 1% of commits take ~4 ms on this
+box, bare sqlite3 included, and on the loop those land there. So single-object operations and
+watch reads run on the loop, each followed by a yield so one busy caller cannot starve the
+others, while work whose size the caller controls (unlimited or large lists, apply, history)
+runs on one worker thread; one lock hands the connection to one of them at a time. The two
+things that could stall the loop for long are kept off it: the WAL checkpoint (which writes and
+syncs the database file) runs on the worker thread on its own connection, and a write that
+finds the file locked by another process waits on the worker thread.
 
 Durability: WAL with ``synchronous=NORMAL``. A commit that returned survives the process being
 killed (``kill -9``) because the WAL is in the OS page cache; power loss or an OS crash may lose
