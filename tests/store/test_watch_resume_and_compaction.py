@@ -202,3 +202,16 @@ async def test_postgres_watch_survives_losing_its_listen_connection(
         await asyncio.sleep(0.05)
         await store.create(make("after"))
         assert (await after)[0].object["metadata"]["name"] == "after"
+
+
+async def test_closing_the_store_ends_its_watches(target: Any, make: Any, events: Any):
+    store = await target.open()
+    watch = store.watch("Endpoint")
+    pending = asyncio.create_task(events(watch, 1))
+    await asyncio.sleep(0.05)
+    await store.create(make("a"))
+    await pending
+    waiting = asyncio.create_task(anext(watch, None))
+    await asyncio.sleep(0.05)
+    await store.close()
+    assert await asyncio.wait_for(waiting, 10) is None

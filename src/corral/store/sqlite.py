@@ -230,6 +230,7 @@ class SqliteStore:
         self._check_open()
         await self._lock.acquire()  # free unless a threaded operation holds the connection
         try:
+            self._check_open()  # close() may have taken the lock first
             result = operation()
         except sqlite3.OperationalError as error:
             self._lock.release()
@@ -250,6 +251,7 @@ class SqliteStore:
         await self._lock.acquire()
         loop = asyncio.get_running_loop()
         try:
+            self._check_open()  # close() may have taken the lock first
             work = self._executor.submit(self._with_busy_wait, operation)
         except BaseException:
             self._lock.release()

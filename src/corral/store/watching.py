@@ -106,7 +106,12 @@ async def follow(
     last = await current_version() if resource_version is None else resource_version
     while not is_closed():
         wake = signal.current()
-        batch = await read_events(last)
+        try:
+            batch = await read_events(last)
+        except Exception:
+            if is_closed():
+                return  # the store closed under us: the watch simply ends
+            raise
         for row in batch.rows:
             event = translate(row, selector)
             if event is not None:
