@@ -50,3 +50,15 @@ async def test_a_non_numeric_resource_version_is_refused(store: Store, make: Any
         await store.update(bad)
     with pytest.raises(BadRequest, match="decimal"):
         await store.delete("Endpoint", "default", "a", resource_version="abc")
+
+
+async def test_malformed_labels_and_finalizers_are_invalid(store: Store, make: Any):
+    obj = make("odd")
+    obj["metadata"]["labels"] = {"team": 7}
+    obj["metadata"]["finalizers"] = "not-a-list"
+    with pytest.raises(Invalid) as caught:
+        await store.create(obj)
+    assert {cause.path for cause in caught.value.causes} == {
+        "metadata.labels",
+        "metadata.finalizers",
+    }

@@ -104,6 +104,21 @@ def normalize_input(obj: Object, location: str = "") -> Object:
         namespace = metadata.get("namespace")
         if namespace is not None and not isinstance(namespace, str):
             problems.append(FieldError("metadata.namespace", "must be a string", location))
+        for field in ("labels", "annotations"):
+            value = metadata.get(field)
+            if value is not None and not (
+                isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+            ):
+                problems.append(
+                    FieldError(f"metadata.{field}", "must map strings to strings", location)
+                )
+        finalizers = metadata.get("finalizers")
+        if finalizers is not None and not (
+            isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
+        ):
+            problems.append(
+                FieldError("metadata.finalizers", "must be a list of strings", location)
+            )
         rv = metadata.get("resourceVersion")
         if rv not in (None, "") and not (isinstance(rv, str) and rv.isdigit()):
             problems.append(
