@@ -225,3 +225,20 @@ async def test_bad_upstream_url_is_a_clear_error(url, message):
     transport = HttpTransport()
     with pytest.raises(ValueError, match=message):
         await transport.send("GET", url, [], b"")
+
+
+async def test_interim_response_is_skipped_for_the_final_one():
+    async def handler(reader, writer):
+        await answer_each_request_with(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + OK, reader, writer
+        )
+
+    async with raw_server(handler) as server:
+        transport = HttpTransport()
+        for _ in range(2):
+            response = await transport.send("GET", server.url, [], b"")
+            assert response.status == 200
+            assert (b"link", b"</x>") not in response.headers
+            assert b"".join(await collect(response)) == b'{"ok":true}'
+        await transport.aclose()
+    assert server.connections == 1

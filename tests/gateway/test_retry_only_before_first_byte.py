@@ -1,5 +1,6 @@
 """A replica failing before it answers is skipped for another; a started answer is not retried."""
 
+import pytest
 from gateway_harness import (
     FakeOpenAIServer,
     ScriptedTransport,
@@ -105,3 +106,13 @@ async def test_refused_port_falls_over_to_a_live_server_over_real_http():
     assert exchange.status == 200
     assert exchange.json()["choices"][0]["message"]["content"] == "echo: hi"
     assert len(upstream.requests) == 1
+
+
+async def test_unexpected_transport_failure_still_releases_the_replica():
+    async def broken(_url):
+        raise RuntimeError("bug in a transport")
+
+    app = gateway_over(ScriptedTransport(broken), [A])
+    with pytest.raises(RuntimeError, match="bug in a transport"):
+        await drive(app, "POST", CHAT, body=GOOD)
+    assert app.balancer.in_flight == {}

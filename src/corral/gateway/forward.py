@@ -80,6 +80,9 @@ def forward(
                     error,
                 )
                 continue
+            except BaseException:
+                balancer.release(address)
+                raise
             try:
                 await _relay(call, response)
             finally:

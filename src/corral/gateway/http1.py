@@ -2,9 +2,9 @@
 
 It sits under the forwarding stage and speaks to model runtimes (llama.cpp, vLLM, any
 OpenAI-compatible server). Built on asyncio streams and ``httptools.HttpResponseParser`` because
-the gateway's budget per request is a fraction of a millisecond: measured against
-``httpx.AsyncClient`` as the transport of the same gateway, this client carries about 1.5 times
-the requests per second (numbers in ``benchmarks/gateway_bench.py --fake``).
+the gateway's budget per request is a fraction of a millisecond: as the gateway's transport,
+``httpx.AsyncClient`` served about a seventh of the requests/s of this client and added about
+0.5 ms more per request (``benchmarks/gateway_bench.py --fake``).
 
 What it handles: Content-Length, chunked and read-until-close bodies; keep-alive reuse (LIFO per
 origin, dropped before a typical server's 5 s idle timeout); a kept-alive connection the server
@@ -59,6 +59,7 @@ class _ResponseState:
         "complete",
         "headers",
         "headers_done",
+        "interim",
         "keep_alive",
         "parser",
         "status",
@@ -69,6 +70,7 @@ class _ResponseState:
         self.headers: Headers = []
         self.chunks: list[bytes] = []
         self.headers_done = False
+        self.interim = False
         self.complete = False
         self.keep_alive = False
         self.until_eof = False
@@ -79,8 +81,14 @@ class _ResponseState:
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            # An interim answer (100 Continue, 103 Early Hints): the real one follows.
+            self.interim = True
+            self.headers = []
+            return
         self.headers_done = True
-        self.status = self.parser.get_status_code()
+        self.status = status
         # Neither a length nor chunked framing: the body ends when the server closes.
         framed = any(name in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
         self.until_eof = not framed and self.status not in _NO_BODY_STATUSES
@@ -89,6 +97,9 @@ class _ResponseState:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         self.complete = True
         # Only valid now: llhttp resets its flags for the next message once this returns.
         self.keep_alive = bool(self.parser.should_keep_alive())
@@ -154,7 +165,11 @@ class HttpTransport:
         return located
 
     async def _connect(self, origin: _Origin) -> _Connection:
-        tls = (self._ssl_context or ssl.create_default_context()) if origin.tls else None
+        tls = None
+        if origin.tls:
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()  # costly: made once, on demand
+            tls = self._ssl_context
         try:
             async with asyncio.timeout(self._connect_timeout):
                 reader, writer = await asyncio.open_connection(
