@@ -215,3 +215,24 @@ async def test_closing_the_store_ends_its_watches(target: Any, make: Any, events
     await asyncio.sleep(0.05)
     await store.close()
     assert await asyncio.wait_for(waiting, 10) is None
+
+
+async def test_concurrent_writers_never_make_a_watcher_skip_a_version(
+    target: Any, make: Any, events: Any
+):
+    watching = await target.open(poll_interval=0.05)
+    writers = [watching, await target.open()]
+    start = await watching.current_resource_version()
+
+    async def write(writer: int) -> list[int]:
+        store = writers[writer % 2]
+        created = [await store.create(make(f"w{writer}-{i}")) for i in range(12)]
+        return [int(obj["metadata"]["resourceVersion"]) for obj in created]
+
+    async with contextlib.aclosing(watching.watch("Endpoint", resource_version=start)) as watch:
+        collecting = asyncio.create_task(events(watch, 72))
+        acknowledged = sorted(
+            rv for rvs in await asyncio.gather(*(write(w) for w in range(6))) for rv in rvs
+        )
+        seen = [event.resource_version for event in await collecting]
+    assert seen == acknowledged == list(range(start + 1, start + 73))
