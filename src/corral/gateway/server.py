@@ -3,7 +3,8 @@
 uvloop and httptools instead of asyncio and h11; no access log (a formatted record per request
 is a visible share of the per-request budget, and the gateway's own telemetry replaces it); no
 websocket protocol and no ASGI-version sniffing. Used by the composition root, the tests and
-the benchmark."""
+the benchmark.
+"""
 
 from __future__ import annotations
 
