@@ -72,3 +72,19 @@ async def test_history_is_per_object(store: Store, make: Any):
     await store.create(make("b"))
     assert len(await store.history("Endpoint", "default", "a")) == 1
     assert len(await store.history("Endpoint", "prod", "a")) == 1
+
+
+async def test_lease_renewals_do_not_grow_the_history(store: Store):
+    lease = {
+        "apiVersion": "corral.dev/v1alpha1",
+        "kind": "Lease",
+        "metadata": {"name": "leader", "namespace": "corral-system"},
+        "spec": {"holderIdentity": "a", "renewTime": "t0"},
+    }
+    current = await store.create(lease)
+    for tick in range(1, 4):
+        current["spec"]["renewTime"] = f"t{tick}"
+        current = await store.update(current)
+    assert current["metadata"]["generation"] == 4
+    entries = await store.history("Lease", "corral-system", "leader")
+    assert [entry.action for entry in entries] == ["created"]

@@ -27,6 +27,8 @@ class KindInfo:
     # Columns for `corral get -o wide`: (header, dotted path into the object).
     printer_columns: tuple[tuple[str, str], ...] = field(default=())
     api_version: str = API_VERSION
+    record_history: bool = True
+    """Keep every spec change in the history. Off for heartbeat-like kinds (Lease renewals)."""
 
     @property
     def singular(self) -> str:

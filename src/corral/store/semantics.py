@@ -20,6 +20,7 @@ import orjson
 
 from corral.api.errors import AlreadyExists, BadRequest, Conflict, FieldError, Invalid, NotFound
 from corral.api.objects import API_VERSION, MAX_OBJECT_BYTES, Object, ObjectKey, object_key
+from corral.api.registry import lookup_kind
 from corral.store.diffs import json_diff
 from corral.store.protocol import EventType
 
@@ -215,7 +216,7 @@ def plan_update(
     metadata["resourceVersion"] = str(rv)
     removed = deleting and not metadata.get("finalizers")
     history = None
-    if spec_changed:
+    if spec_changed and _records_history(key.kind):
         history = HistoryRecord(
             generation=metadata["generation"],
             action="updated",
@@ -302,6 +303,11 @@ def plan_delete(
         history,
     )
     return change, stored
+
+
+def _records_history(kind: str) -> bool:
+    info = lookup_kind(kind)
+    return info.record_history if info is not None else True
 
 
 def _user_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -27,5 +27,7 @@ LEASE = register_kind(
         short_names=("lease",),
         description="A leader-election lease.",
         printer_columns=(("HOLDER", "spec.holderIdentity"), ("RENEWED", "spec.renewTime")),
+        # A renewal every 2 s is a heartbeat, not a change of intent: history would only grow.
+        record_history=False,
     )
 )
