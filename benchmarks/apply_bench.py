@@ -41,27 +41,29 @@ GOAL_OBJECTS = 10_000
 START_TIMEOUT_S = 60.0
 
 
-def model_doc(index: int, replicas_tag: str = "") -> str:
+def model_doc(index: int) -> str:
     return (
         "apiVersion: corral.dev/v1alpha1\nkind: Model\n"
         f"metadata:\n  name: model-{index:05d}\n  labels: {{bench: apply, shard: s{index % 16}}}\n"
         f"spec:\n  source: file:///models/model-{index:05d}.gguf\n  contextLength: 4096\n"
-        f"  license: apache-2.0{replicas_tag}\n"
+        "  license: apache-2.0\n"
     )
 
 
-def endpoint_doc(index: int, replicas: int = 1) -> str:
+def endpoint_doc(index: int, strategy: str = "least-outstanding") -> str:
+    # replicas: 0, so the controllers running in `corral up` start no model servers: the
+    # benchmark measures applying declarations, not serving 5,000 endpoints.
     return (
         "apiVersion: corral.dev/v1alpha1\nkind: Endpoint\n"
         f"metadata:\n  name: endpoint-{index:05d}\n  labels: {{bench: apply}}\n"
         f"spec:\n  models:\n  - model: model-{index:05d}\n    weight: 100\n"
-        f"  replicas: {replicas}\n"
+        f"  replicas: 0\n  routing: {{strategy: {strategy}}}\n"
         "  runtime: {type: openai, baseURL: 'http://127.0.0.1:9/v1'}\n"
     )
 
 
 def generate(directory: Path, objects: int, files: int, *, changed_every: int = 0) -> None:
-    """``objects`` documents over ``files`` files; every ``changed_every``-th Endpoint scaled."""
+    """``objects`` documents over ``files`` files; every ``changed_every``-th Endpoint changed."""
     pairs = objects // 2
     per_file = max(1, -(-pairs // files))
     shutil.rmtree(directory, ignore_errors=True)
@@ -70,8 +72,9 @@ def generate(directory: Path, objects: int, files: int, *, changed_every: int = 
         shard.mkdir(parents=True, exist_ok=True)
         documents = []
         for index in range(start, min(start + per_file, pairs)):
-            scaled = changed_every and index % changed_every == 0
-            documents += [model_doc(index), endpoint_doc(index, replicas=2 if scaled else 1)]
+            changed = changed_every and index % changed_every == 0
+            strategy = "round-robin" if changed else "least-outstanding"
+            documents += [model_doc(index), endpoint_doc(index, strategy)]
         (shard / f"stack-{start:05d}.yaml").write_text("---\n".join(documents))
 
 

@@ -6,6 +6,7 @@ import json
 import signal
 import stat
 import threading
+import time
 from pathlib import Path
 
 from corral.client import CorralClient, ServerUnreachable
@@ -16,7 +17,9 @@ from .helpers import Cli, ServerProcess, clean_env, model, write
 def up(tmp_path: Path, *extra: str, name: str = "up") -> ServerProcess:
     state_dir = tmp_path / "state"
     return ServerProcess(
-        ["up", "--port", "0", "--state-dir", str(state_dir), *extra], state_dir, tmp_path / name
+        ["up", "--port", "0", "--state-dir", str(state_dir), "--log-level", "info", *extra],
+        state_dir,
+        tmp_path / name,
     ).start()
 
 
@@ -99,3 +102,40 @@ def test_stopping_with_an_open_watch_is_clean(tmp_path: Path) -> None:
     assert "closed the connection" in str(ended[0])
     assert "Traceback" not in server.stderr
     assert "ERROR" not in server.stderr
+
+
+def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
+    server = up(tmp_path)
+    url = server.wait_ready()
+    token = (server.state_dir / "admin.token").read_text().strip()
+    watching = threading.Event()
+
+    def watch() -> None:
+        # An open watch holds a graceful stop for the whole grace period.
+        with CorralClient(url, token) as client:
+            try:
+                for _ in client.watch("Namespace", namespace=None):
+                    watching.set()
+            except ServerUnreachable:
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert watching.wait(timeout=30)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTERM)
+        _wait_for_line(server, "SIGTERM received: stopping")
+    finally:
+        code = server.stop(signal.SIGINT)
+        watcher.join(timeout=60)
+    assert code == 1
+    assert "error: stopped at once on a second signal; work in flight was cut" in server.stderr
+    assert not (server.state_dir / "server.json").exists()
+
+
+def _wait_for_line(server: ServerProcess, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while text not in server.stderr:
+        assert time.monotonic() < deadline, server.stderr
+        time.sleep(0.05)

@@ -40,6 +40,7 @@ GRACEFUL_SHUTDOWN_S = 3
 """How long open requests (watch streams) may run on after a stop before they are cut."""
 _READY_POLL_S = 0.01
 _ON_READY = "on-ready hook"
+_FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
 _UVICORN_LOG = logging.getLogger("uvicorn.error")
@@ -74,7 +75,11 @@ def run(config: ServerConfig, *, on_ready: OnReady | None = None) -> None:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(config, on_ready=on_ready))
+        try:
+            runner.run(serve(config, on_ready=on_ready))
+        except asyncio.CancelledError:
+            # A second signal before the roles started (say, while the store connects).
+            raise ServerError(_FORCED) from None
 
 
 async def serve(
@@ -91,7 +96,7 @@ async def serve(
     stop = stop or asyncio.Event()
     state_dir = prepare_state_dir(config.state_dir)
     store_url = config.resolved_store_url
-    with _stop_on_signals(stop):
+    with _Signals(stop).installed() as signals:
         try:
             store = await open_store(store_url)
         except Exception as error:
@@ -102,6 +107,12 @@ async def serve(
         try:
             await ensure_builtin_namespaces(store)
             await _run_roles(config, store, state_dir, stop, on_ready)
+        except asyncio.CancelledError:
+            if not signals.forced:
+                raise
+            raise ServerError(
+                "stopped at once on a second signal; work in flight was cut"
+            ) from None
         finally:
             remove_server_info(state_dir, os.getpid())
             await store.close()
@@ -169,17 +180,20 @@ async def _run_roles(
         stop.set()
         if http is not None:
             http.should_exit = True
-        outcomes = await asyncio.gather(*workers.values(), return_exceptions=True)
-        if supervisor is not None:
-            # Model servers are this process's children: none outlives it.
-            await supervisor.stop_all()
-        if listener is not None:
-            listener.close()
-        if http is not None:
-            # Requests cut at the end of the grace period are cancelled, not yet finished:
-            # let them unwind (closing their store watches) before the store closes.
-            await asyncio.gather(*list(http.server_state.tasks), return_exceptions=True)
-            _UVICORN_LOG.removeFilter(quiet_shutdown)
+        try:
+            outcomes = await asyncio.gather(*workers.values(), return_exceptions=True)
+            if http is not None:
+                # Requests cut at the end of the grace period are cancelled, not yet finished:
+                # let them unwind (closing their store watches) before the store closes.
+                await asyncio.gather(*list(http.server_state.tasks), return_exceptions=True)
+        finally:
+            if supervisor is not None:
+                # Model servers are this process's children: none outlives it.
+                await supervisor.stop_all()
+            if listener is not None:
+                listener.close()
+            if http is not None:
+                _UVICORN_LOG.removeFilter(quiet_shutdown)
     _raise_failure(dict(zip(workers, outcomes, strict=True)), ended_by)
 
 
@@ -299,19 +313,39 @@ def _url_of(listener: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    handled = (signal.SIGINT, signal.SIGTERM)
-    for signum in handled:
-        loop.add_signal_handler(signum, _on_signal, stop, signum)
-    try:
-        yield
-    finally:
+class _Signals:
+    """SIGINT/SIGTERM: the first stops gracefully; a second cuts the wait short.
+
+    A graceful stop waits for in-flight work (requests, reconciles); an impatient operator
+    (or a busy process) gets out with a second Ctrl+C, and the clean-up that matters still
+    runs: model servers stopped, ``server.json`` removed, the store closed.
+    """
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.forced = False
+        self._main = asyncio.current_task()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Signals]:
+        loop = asyncio.get_running_loop()
+        handled = (signal.SIGINT, signal.SIGTERM)
         for signum in handled:
-            loop.remove_signal_handler(signum)
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            yield self
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
 
-
-def _on_signal(stop: asyncio.Event, signum: int) -> None:
-    _log.info("%s received: stopping", signal.Signals(signum).name)
-    stop.set()
+    def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self.stop.is_set():
+            _log.info("%s received: stopping (send it again to stop at once)", name)
+            self.stop.set()
+        elif not self.forced and self._main is not None:
+            _log.warning(
+                "%s received again: stopping now, without waiting for work in flight", name
+            )
+            self.forced = True
+            self._main.cancel()
