@@ -26,8 +26,9 @@ async def test_endpoint_serves_then_recovers_from_kill_then_drains_on_delete(pla
     assert "corral.dev/replicas" in chat["metadata"]["finalizers"]
     (replica,) = replicas(chat)
     assert replica["state"] == "Ready"
+    assert replica["apiBase"] == f"{replica['address']}/v1"  # where the gateway sends requests
     async with httpx.AsyncClient() as client:
-        answer = await client.get(f"{replica['address']}/v1/models", timeout=10)
+        answer = await client.get(f"{replica['apiBase']}/models", timeout=10)
     assert answer.status_code == 200
 
     os.kill(replica["pid"], signal.SIGKILL)

@@ -29,11 +29,21 @@ def accept_test_token(token: str | None) -> bool:
     return token == TOKEN
 
 
-def replica(model: str, address: str, *, ready: bool = True, state: str = "Ready", name: str = ""):
+def replica(
+    model: str,
+    address: str,
+    *,
+    ready: bool = True,
+    state: str = "Ready",
+    name: str = "",
+    api_base: str | None = None,
+):
+    """A replica entry as the controller writes it: ``apiBase`` defaults to ``address + /v1``."""
     return {
         "name": name or f"{model}-{address.rsplit(':', 1)[-1]}",
         "model": model,
         "address": address,
+        "apiBase": api_base if api_base is not None else f"{address}/v1",
         "ready": ready,
         "state": state,
     }

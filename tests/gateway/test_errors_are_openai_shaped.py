@@ -128,7 +128,7 @@ async def test_streamed_upload_without_length_is_counted_to_413():
     assert_error(exchange, 413, code="request_too_large")
     within = await drive(app, "POST", CHAT, pieces=[b'{"model":', b'"chat"}'])
     assert within.status == 200
-    assert transport.calls[0][3] == b'{"model":"chat"}'
+    assert transport.calls[0][3] == b'{"model":"v1"}'  # reassembled, model set to the version
 
 
 async def test_no_ready_replica_is_503_with_retry_after_and_reason():
@@ -151,6 +151,6 @@ async def test_every_try_failing_is_502_naming_each_replica():
     exchange = await drive(app, "POST", CHAT, body=GOOD)
     message = assert_error(exchange, 502, code="upstream_unavailable", type_="server_error")
     assert message.startswith("Endpoint 'chat': every try failed (")
-    assert f"{A}: cannot connect" in message
-    assert f"{B}: cannot connect" in message
+    assert f"{A}/v1: cannot connect" in message
+    assert f"{B}/v1: cannot connect" in message
     assert len(transport.calls) == 2

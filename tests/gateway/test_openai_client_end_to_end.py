@@ -48,7 +48,9 @@ async def test_chat_completion(stack):
     assert answer.usage.total_tokens == 5
     path, headers, body = upstream.requests[0]
     assert path == "/v1/chat/completions"
-    assert orjson.loads(body) == {"model": "chat", "messages": MESSAGES}
+    # The upstream is asked for the version it serves; the answer names it too.
+    assert orjson.loads(body) == {"model": "v1", "messages": MESSAGES}
+    assert answer.model == "v1"
     assert "authorization" not in headers  # the caller's key stays at the gateway
 
 

@@ -1,13 +1,19 @@
 """Within a version, the replica with the fewest requests in flight wins; ties go in turn."""
 
-from gateway_harness import endpoint, replica
+from gateway_harness import endpoint
+from gateway_harness import replica as replica_entry
 
 from corral.gateway import Balancer, RouteTable
 from corral.gateway.balancer import AFFINITY_SLACK, affinity_key
 
-A = "http://127.0.0.1:9001"
-B = "http://127.0.0.1:9002"
-C = "http://127.0.0.1:9003"
+# Replica API bases: what the balancer hands out.
+A = "http://127.0.0.1:9001/v1"
+B = "http://127.0.0.1:9002/v1"
+C = "http://127.0.0.1:9003/v1"
+
+
+def replica(model, base, **options):
+    return replica_entry(model, base.removesuffix("/v1"), api_base=base, **options)
 
 
 def three_replicas(strategy=None):

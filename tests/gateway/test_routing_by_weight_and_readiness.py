@@ -6,13 +6,19 @@ from collections import Counter
 
 import orjson
 import pytest
-from gateway_harness import endpoint, replica
+from gateway_harness import endpoint
+from gateway_harness import replica as replica_entry
 
 from corral.gateway import Balancer, RouteSource, RouteTable
 
-A = "http://127.0.0.1:9001"
-B = "http://127.0.0.1:9002"
-C = "http://127.0.0.1:9003"
+# Replica API bases: what the balancer hands out.
+A = "http://127.0.0.1:9001/v1"
+B = "http://127.0.0.1:9002/v1"
+C = "http://127.0.0.1:9003/v1"
+
+
+def replica(model, base, **options):
+    return replica_entry(model, base.removesuffix("/v1"), api_base=base, **options)
 
 
 def scripted_random(*values: float):
@@ -142,8 +148,8 @@ def test_route_source_swaps_the_whole_table():
     ("mutate", "message"),
     [
         (
-            lambda ep: ep["status"]["replicas"][0].update(address="127.0.0.1:1"),
-            "Endpoint default/chat: status.replicas[0].address: '127.0.0.1:1' is not an http(s) "
+            lambda ep: ep["status"]["replicas"][0].update(apiBase="127.0.0.1:1"),
+            "Endpoint default/chat: status.replicas[0].apiBase: '127.0.0.1:1' is not an http(s) "
             "URL",
         ),
         (

@@ -70,7 +70,7 @@ async def test_replica_counts_as_in_flight_while_streaming():
     app = gateway_over(ScriptedTransport(respond))
     async with asyncio.timeout(10):
         await drive(app, "POST", CHAT, body=STREAM, exchange=exchange)
-    assert seen == [{A: 1}]
+    assert seen == [{f"{A}/v1": 1}]
     assert app.balancer.in_flight == {}
 
 

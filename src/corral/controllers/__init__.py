@@ -10,9 +10,12 @@ from pathlib import Path
 
 from corral.controllers.endpoint import (
     FINALIZER,
+    SECRET_API_KEY_FIELD,
     EndpointReconciler,
+    api_base,
     endpoint_controller,
     replica_change_sender,
+    secret_api_key,
 )
 from corral.controllers.model import ModelReconciler, model_controller
 from corral.controlplane import KeyChannel, Manager
@@ -32,10 +35,13 @@ def add_model_serving(
 
 __all__ = [
     "FINALIZER",
+    "SECRET_API_KEY_FIELD",
     "EndpointReconciler",
     "ModelReconciler",
     "add_model_serving",
+    "api_base",
     "endpoint_controller",
     "model_controller",
     "replica_change_sender",
+    "secret_api_key",
 ]

@@ -5,8 +5,9 @@ listed in ``spec.models`` whose Model is Ready (any version for an ``openai`` up
 needs no local file) — and hands the desired set of ALL Endpoints to the runtime
 :class:`~corral.runtimes.Supervisor`, which starts, probes, restarts and drains them. What the
 supervisor observes flows back through its ``on_change`` callback into this controller's queue,
-and from there into ``status.replicas`` (per-replica state, address, restarts, last log lines)
-and the conditions the gateway and users read:
+and from there into ``status.replicas`` (per replica: state, address, ``apiBase`` — the OpenAI
+base URL the gateway sends to — restarts, last log lines) and the conditions the gateway and
+users read:
 
 - ``ModelsReady``: every listed Model is Ready;
 - ``Ready``: at least one replica serves (clients can call the Endpoint);
@@ -77,13 +78,18 @@ class EndpointReconciler:
             return Result()
 
         spec: EndpointSpec = ENDPOINT.parse_spec(endpoint)
+        runtime = spec.runtime.type
         generation = int(metadata.get("generation") or 0)
         desired, model_problems = await self._desired_replicas(key, spec)
         await self._set_desired(key, desired)
 
         replicas = self._replica_statuses(key)
         status: dict[str, Any] = copy.deepcopy(endpoint.get("status") or {})
-        status["replicas"] = [_replica_entry(r) for r in replicas]
+        desired_now = self._desired.get(key, {})
+        status["replicas"] = [
+            _replica_entry(r, desired_now[r.name].runtime if r.name in desired_now else runtime)
+            for r in replicas
+        ]
         ready = [r for r in replicas if r.ready]
         status["readyReplicas"] = len(ready)
         status["desiredReplicas"] = len(desired)
@@ -200,17 +206,33 @@ class EndpointReconciler:
             secret = await self._store.get(SECRET.kind, namespace, secret_name)
         except NotFound:
             return None
-        data = (secret.get("spec") or {}).get("data") or {}
-        value = data.get(SECRET_API_KEY_FIELD)
-        return str(value) if value is not None else None
+        return secret_api_key(secret)
 
 
-def _replica_entry(status: ReplicaStatus) -> dict[str, object]:
+def secret_api_key(secret: Object) -> str | None:
+    """The upstream API key a Secret holds (``spec.data.apiKey``), or None."""
+    data = (secret.get("spec") or {}).get("data") or {}
+    value = data.get(SECRET_API_KEY_FIELD) if isinstance(data, dict) else None
+    return str(value) if value is not None else None
+
+
+def _replica_entry(status: ReplicaStatus, runtime: str) -> dict[str, object]:
     entry = status.to_dict()
+    if status.address:
+        entry["apiBase"] = api_base(status.address, runtime)
     # Logs go to `corral logs`; status keeps only the tail of a replica that is failing.
     if status.state not in (ReplicaState.CRASH_LOOP_BACK_OFF, ReplicaState.FAILED):
         entry.pop("lastLogLines", None)
     return entry
+
+
+def api_base(address: str, runtime: str) -> str:
+    """The OpenAI base URL the gateway sends a replica's requests to (``.../v1``).
+
+    An ``openai`` upstream's address is its configured base URL already; the model servers
+    corral runs (llama.cpp, vLLM) serve the OpenAI API under ``/v1`` of their root.
+    """
+    return address if runtime == "openai" else address.rstrip("/") + "/v1"
 
 
 def _why_not_ready(

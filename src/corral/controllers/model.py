@@ -8,6 +8,10 @@ file) and reports what it found in status:
   ``False`` on a mismatch — such a model is never served);
 - ``Ready``: resolved, and not known to be the wrong file. Endpoints serve only Ready models.
 
+While a file is being hashed, ``status.verification = {bytesDone, bytesTotal}`` shows how far
+it got (updated at most every ``progress_interval`` seconds, removed when done; see
+``corral.controllers.progress``).
+
 Files can change under a Model, so a Ready model is looked at again every ``resync_seconds``;
 the digest cache (keyed by path, size, mtime and inode) keeps that cheap.
 """
@@ -17,26 +21,40 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from corral.api.errors import Conflict, NotFound
 from corral.api.kinds.model import MODEL, ModelSpec
 from corral.api.objects import ObjectKey
+from corral.controllers.progress import FIELD as PROGRESS_FIELD
+from corral.controllers.progress import VerificationProgress
 from corral.controlplane import Controller, Result, set_condition
-from corral.models import ArtifactError, DigestMismatch, inspect_model
+from corral.models import ArtifactError, ArtifactReport, DigestMismatch, inspect_model
 from corral.store.protocol import Store
 
 logger = logging.getLogger(__name__)
 
+Inspect = Callable[..., ArtifactReport]
+"""``inspect_model``'s shape; a seam for tests that need a slow disk."""
+
 
 class ModelReconciler:
     def __init__(
-        self, store: Store, *, digest_cache_dir: Path | None, resync_seconds: float = 300.0
+        self,
+        store: Store,
+        *,
+        digest_cache_dir: Path | None,
+        resync_seconds: float = 300.0,
+        progress_interval: float = 0.5,
+        inspect: Inspect = inspect_model,
     ) -> None:
         self._store = store
         self._digest_cache_dir = digest_cache_dir
         self._resync_seconds = resync_seconds
+        self._progress_interval = progress_interval
+        self._inspect = inspect
 
     async def __call__(self, key: ObjectKey) -> Result:
         try:
@@ -49,14 +67,20 @@ class ModelReconciler:
         spec: ModelSpec = MODEL.parse_spec(model)
         generation = int(metadata.get("generation") or 0)
         status: dict[str, Any] = copy.deepcopy(model.get("status") or {})
+        status.pop(PROGRESS_FIELD, None)
+        progress = VerificationProgress(self._store, model, interval=self._progress_interval)
         try:
             report = await asyncio.to_thread(
-                inspect_model,
+                self._inspect,
                 spec.source,
                 spec.digest,
                 spec.format,
                 digest_cache_dir=self._digest_cache_dir,
+                progress=progress.report,
             )
+        except asyncio.CancelledError:
+            progress.abandon()
+            raise
         except DigestMismatch as error:
             _clear_artifact_fields(status)
             set_condition(status, "Resolved", True, "Found", "", generation)
@@ -83,6 +107,8 @@ class ModelReconciler:
                 )
             set_condition(status, "Ready", True, "ArtifactReady", "", generation)
         status["observedGeneration"] = generation
+        # Progress writes moved the Model on; the final write builds on the last of them.
+        model = await progress.close()
         if status != (model.get("status") or {}):
             try:
                 await self._store.update_status({**model, "status": status})
@@ -98,10 +124,19 @@ def _clear_artifact_fields(status: dict[str, Any]) -> None:
 
 
 def model_controller(
-    store: Store, *, digest_cache_dir: Path | None, resync_seconds: float = 300.0
+    store: Store,
+    *,
+    digest_cache_dir: Path | None,
+    resync_seconds: float = 300.0,
+    progress_interval: float = 0.5,
+    inspect: Inspect = inspect_model,
 ) -> Controller:
     reconciler = ModelReconciler(
-        store, digest_cache_dir=digest_cache_dir, resync_seconds=resync_seconds
+        store,
+        digest_cache_dir=digest_cache_dir,
+        resync_seconds=resync_seconds,
+        progress_interval=progress_interval,
+        inspect=inspect,
     )
     return Controller(
         "models", for_kind=MODEL.kind, reconciler=reconciler, max_concurrent_reconciles=2

@@ -1,12 +1,12 @@
 """The OpenAI-compatible gateway: a raw ASGI request path composed of small stages.
 
-    routes = RouteSource(RouteTable.from_endpoints(endpoint_objects))
+    routes = RouteSource(RouteTable.from_endpoints(endpoint_objects, api_keys))
     app = create_gateway(routes, authenticate=lambda token: token == admin_token)
     uvicorn.Server(gateway_server_config(app, port=8080)).run()
-    routes.update(RouteTable.from_endpoints(...))  # whenever Endpoints change
+    routes.update(RouteTable.from_endpoints(...))  # whenever Endpoints or Secrets change
 
-It sits on ``corral.api`` only; the composition root feeds it routes and mounts it at the root
-(it serves ``/v1/...`` itself).
+It sits on ``corral.api`` only; the composition root feeds it routes (``corral.server``'s route
+feed, from the store's watch) and mounts it at the root (it serves ``/v1/...`` itself).
 """
 
 from corral.gateway.app import Gateway, create_gateway
@@ -14,7 +14,14 @@ from corral.gateway.balancer import Balancer
 from corral.gateway.call import Call, Handler, Stage
 from corral.gateway.errors import GatewayError
 from corral.gateway.http1 import HttpTransport
-from corral.gateway.routes import EndpointRoute, RouteSource, RouteTable, VersionRoute
+from corral.gateway.routes import (
+    API_PREFIX,
+    EndpointRoute,
+    RouteSource,
+    RouteTable,
+    VersionRoute,
+    compile_endpoint,
+)
 from corral.gateway.server import gateway_server_config
 from corral.gateway.transport import (
     Headers,
@@ -25,6 +32,7 @@ from corral.gateway.transport import (
 )
 
 __all__ = [
+    "API_PREFIX",
     "Balancer",
     "Call",
     "EndpointRoute",
@@ -41,6 +49,7 @@ __all__ = [
     "UpstreamTransport",
     "UpstreamUnreachable",
     "VersionRoute",
+    "compile_endpoint",
     "create_gateway",
     "gateway_server_config",
 ]

@@ -1,9 +1,9 @@
 """Picks the replica for one request: a version by weight, then a replica by the strategy.
 
-The forwarding stage asks ``Balancer.choose`` for an address on each try and brackets the
-upstream call with ``acquire``/``release``. Versions come from the route snapshot; the load
-state (in-flight counts per replica address, round-robin cursors) lives here, in the process, so
-it survives route-table swaps.
+The forwarding stage asks ``Balancer.pick`` for a version and a replica address on each try
+and brackets the upstream call with ``acquire``/``release``. Versions come from the route
+snapshot; the load state (in-flight counts per replica address, round-robin cursors) lives
+here, in the process, so it survives route-table swaps.
 
 Version choice is weighted random over the versions that have routable replicas: a version whose
 replicas are all down gives its share to the others, and a version with weight 0 never takes
@@ -47,8 +47,15 @@ class Balancer:
         self, endpoint: EndpointRoute, affinity: int | None = None, exclude: Collection[str] = ()
     ) -> str | None:
         """The address for the next try, or None when no routable replica is left."""
+        picked = self.pick(endpoint, affinity, exclude)
+        return None if picked is None else picked[1]
+
+    def pick(
+        self, endpoint: EndpointRoute, affinity: int | None = None, exclude: Collection[str] = ()
+    ) -> tuple[VersionRoute, str] | None:
+        """The version and replica address for the next try, or None when none is left."""
         if exclude:
-            return self._choose_excluding(endpoint, affinity, exclude)
+            return self._pick_excluding(endpoint, affinity, exclude)
         serving = endpoint.serving
         if not serving:
             return None
@@ -57,7 +64,7 @@ class Balancer:
             if len(serving) == 1
             else self._weighted(serving, endpoint.cumulative_weights)
         )
-        return self._replica(version, version.addresses, endpoint.strategy, affinity)
+        return version, self._replica(version, version.addresses, endpoint.strategy, affinity)
 
     def acquire(self, address: str) -> None:
         self.in_flight[address] = self.in_flight.get(address, 0) + 1
@@ -69,9 +76,9 @@ class Balancer:
         else:
             del self.in_flight[address]
 
-    def _choose_excluding(
+    def _pick_excluding(
         self, endpoint: EndpointRoute, affinity: int | None, exclude: Collection[str]
-    ) -> str | None:
+    ) -> tuple[VersionRoute, str] | None:
         # Retry path only: rebuild the candidate set without the replicas that already failed.
         candidates: list[tuple[VersionRoute, tuple[str, ...]]] = []
         for version in endpoint.serving:
@@ -83,7 +90,7 @@ class Balancer:
         cumulative = tuple(accumulate(version.weight for version, _ in candidates))
         index = bisect_right(cumulative, self._random() * cumulative[-1])
         version, addresses = candidates[index]
-        return self._replica(version, addresses, endpoint.strategy, affinity)
+        return version, self._replica(version, addresses, endpoint.strategy, affinity)
 
     def _weighted(
         self, serving: tuple[VersionRoute, ...], cumulative: tuple[int, ...]

@@ -5,7 +5,13 @@ byte (``UpstreamUnreachable``) moves on to another replica, never the same one. 
 has started towards the client nothing is retried: an upstream that breaks mid-body leaves the
 client with a cut-off response (the server closes the connection), which is the honest signal.
 Chunks are relayed one by one as the transport yields them; nothing is buffered, which is what
-makes server-sent events stream. The body goes upstream byte for byte as the client sent it.
+makes server-sent events stream.
+
+Upstream request: ``POST {apiBase}{path after /v1}`` with the route's upstream headers
+(content-type, and the upstream's own API key when it has one; never the caller's). The body is
+the client's, with ``model`` set to the chosen version's name: that is the name the runtime
+serves (llama.cpp's alias, vLLM's served-model-name, an OpenAI upstream's model id), and the
+response's ``model`` then tells the client which version answered.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
+
 from corral.gateway.balancer import Balancer, affinity_key
 from corral.gateway.call import Call, Handler
 from corral.gateway.errors import bad_gateway, no_ready_replica
+from corral.gateway.routes import API_PREFIX
 from corral.gateway.transport import (
     Headers,
     UpstreamError,
@@ -41,7 +50,6 @@ _NOT_RELAYED = frozenset(
         b"server",
     }
 )
-_UPSTREAM_HEADERS: Headers = [(b"content-type", b"application/json")]
 
 
 def forward(
@@ -57,17 +65,20 @@ def forward(
             raise RuntimeError("forward needs call.endpoint: resolve_endpoint must run first")
         affinity = affinity_key(call.payload) if endpoint.strategy == "prefix-affinity" else None
         query = call.scope.get("query_string")
-        target = f"{call.path}?{query.decode('latin-1')}" if query else call.path
+        path = call.path[len(API_PREFIX) :]
+        target = f"{path}?{query.decode('latin-1')}" if query else path
+        headers: Headers = list(endpoint.upstream_headers)
         failed: list[str] = []
         problems: list[str] = []
         for _ in range(max_attempts):
-            address = balancer.choose(endpoint, affinity, failed)
-            if address is None:
+            picked = balancer.pick(endpoint, affinity, failed)
+            if picked is None:
                 break
+            version, address = picked
             balancer.acquire(address)
             try:
                 response = await transport.send(
-                    "POST", address + target, _UPSTREAM_HEADERS, call.body
+                    "POST", address + target, headers, _body_for(call, version.model)
                 )
             except UpstreamUnreachable as error:
                 balancer.release(address)
@@ -96,6 +107,13 @@ def forward(
         )
 
     return forward_stage
+
+
+def _body_for(call: Call, model: str) -> bytes:
+    if call.payload.get("model") == model:
+        return call.body
+    # Same keys in the same order; only ``model`` differs.
+    return orjson.dumps({**call.payload, "model": model})
 
 
 async def _relay(call: Call, response: UpstreamResponse) -> None:

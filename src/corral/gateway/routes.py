@@ -6,16 +6,24 @@ uses that immutable snapshot throughout (retries included), so a swap never tear
 the request path never queries the store.
 
 Input contract (the Endpoint controller writes the status): ``spec.models: [{model, weight}]``,
-``spec.routing.strategy`` and ``status.replicas: [{name, model, address, ready, state}]``. A
-replica takes traffic when ``ready`` is true, its ``state`` is not ``Draining`` and its ``model``
-is one of ``spec.models``. Clients name an Endpoint as ``name`` (namespace ``default``) or
-``namespace/name``.
+``spec.routing.strategy``, ``spec.runtime`` and ``status.replicas: [{name, model, apiBase,
+ready, state}]``. A replica takes traffic when ``ready`` is true, its ``state`` is not
+``Draining`` and its ``model`` is one of ``spec.models``; requests go to its ``apiBase`` (the
+OpenAI base URL, ``.../v1``) plus the path after ``/v1``. An entry without ``apiBase`` (written
+before the field existed) is taken as ``address + "/v1"``. Clients name an Endpoint as ``name``
+(namespace ``default``) or ``namespace/name``.
+
+Upstream credentials: ``spec.runtime.secretRef`` names a Secret whose ``apiKey`` the caller
+passes in ``api_keys`` (``"namespace/secret-name" → key``); it is compiled into the route's
+upstream headers and never appears in a repr, a log line or an error message. An Endpoint whose
+Secret (or its key) is missing serves nothing, rather than calling its upstream without the key.
+A process runtime's own ``api_key`` option (llama.cpp's and vLLM's ``--api-key``) is sent too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
 from typing import Any
@@ -26,11 +34,20 @@ from corral.api import Object
 
 DEFAULT_NAMESPACE = "default"
 STRATEGIES = frozenset({"least-outstanding", "round-robin", "prefix-affinity"})
+API_PREFIX = "/v1"
+"""What the gateway serves under; a replica's ``apiBase`` replaces it on the way upstream."""
+
+_JSON = (b"content-type", b"application/json")
+_KEY_OPTIONS = ("api_key", "api-key")
 
 
 @dataclass(frozen=True, slots=True)
 class VersionRoute:
-    """One Model version of an Endpoint: its traffic weight and its routable replica addresses."""
+    """One Model version of an Endpoint: its traffic weight and its routable replicas.
+
+    ``addresses`` are the replicas' API base URLs (``http://127.0.0.1:PORT/v1``); ``model`` is
+    what the upstream calls this version (the request's ``model`` is rewritten to it).
+    """
 
     key: str  # "namespace/endpoint/model": names round-robin cursors across table swaps
     model: str
@@ -50,6 +67,8 @@ class EndpointRoute:
     cumulative_weights: tuple[int, ...]  # running sums over ``serving``, for weighted choice
     unavailable_reason: str  # why ``serving`` is empty; "" when it is not
     model_entry: bytes  # this Endpoint in the OpenAI model-object shape, serialised
+    # content-type, plus the upstream's Authorization when it needs a key: kept out of repr.
+    upstream_headers: tuple[tuple[bytes, bytes], ...] = field(default=(_JSON,), repr=False)
 
 
 class RouteTable:
@@ -74,9 +93,15 @@ class RouteTable:
         )
 
     @classmethod
-    def from_endpoints(cls, endpoints: Iterable[Object]) -> RouteTable:
-        """Compile Endpoint objects; a malformed one raises ``ValueError`` naming it and where."""
-        return cls(_compile_endpoint(obj) for obj in endpoints)
+    def from_endpoints(
+        cls, endpoints: Iterable[Object], api_keys: Mapping[str, str] | None = None
+    ) -> RouteTable:
+        """Compile Endpoint objects; a malformed one raises ``ValueError`` naming it and where.
+
+        ``api_keys`` maps ``"namespace/secret-name"`` to the ``apiKey`` of that Secret.
+        """
+        keys = api_keys or {}
+        return cls(compile_endpoint(obj, keys) for obj in endpoints)
 
     def lookup(self, model: str) -> EndpointRoute | None:
         return self._by_name.get(model)
@@ -94,7 +119,12 @@ class RouteSource:
         self.current = table
 
 
-def _compile_endpoint(obj: Object) -> EndpointRoute:
+def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> EndpointRoute:
+    """One Endpoint's route; raises ``ValueError`` naming the Endpoint and the field at fault.
+
+    Callers that keep routes per Endpoint (recompiling only what changed) build the table with
+    ``RouteTable(routes)``.
+    """
     metadata = _mapping(obj.get("metadata"), "Endpoint", "metadata")
     name = metadata.get("name")
     if not isinstance(name, str) or not name:
@@ -117,19 +147,19 @@ def _compile_endpoint(obj: Object) -> EndpointRoute:
     if not isinstance(replicas, list):
         raise ValueError(f"{where}: status.replicas: must be a list")
     for index, replica in enumerate(replicas):
-        field = f"status.replicas[{index}]"
-        replica = _mapping(replica, where, field)
+        entry = f"status.replicas[{index}]"
+        replica = _mapping(replica, where, entry)
         model = replica.get("model")
         if model not in weights:
             continue  # a version no longer in spec.models (e.g. draining after a rollout)
-        address = replica.get("address")
-        if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-            raise ValueError(f"{where}: {field}.address: {address!r} is not an http(s) URL")
         state = str(replica.get("state") or "")
         if replica.get("ready") is True and state != "Draining":
-            addresses[model].append(address.rstrip("/"))
+            addresses[model].append(_api_base(replica, where, entry))
         else:
-            waiting[model].append(f"{replica.get('name') or address} {state or 'NotReady'}")
+            label = replica.get("name") or replica.get("address") or f"replica {index}"
+            waiting[model].append(f"{label} {state or 'NotReady'}")
+    runtime = _mapping(spec.get("runtime") or {}, where, "spec.runtime")
+    headers, key_problem = _upstream_headers(runtime, namespace, api_keys or {}, where)
 
     versions = tuple(
         VersionRoute(
@@ -142,7 +172,15 @@ def _compile_endpoint(obj: Object) -> EndpointRoute:
         for model, weight in weights.items()
     )
     serving = tuple(version for version in versions if version.weight > 0 and version.addresses)
+    if key_problem:
+        serving = ()
     public_name = name if namespace == DEFAULT_NAMESPACE else f"{namespace}/{name}"
+    if key_problem:
+        unavailable = f"Endpoint {public_name!r} cannot call its upstream: {key_problem}"
+    elif not serving:
+        unavailable = _unavailable_reason(public_name, versions, status)
+    else:
+        unavailable = ""
     return EndpointRoute(
         namespace=namespace,
         name=name,
@@ -151,7 +189,7 @@ def _compile_endpoint(obj: Object) -> EndpointRoute:
         versions=versions,
         serving=serving,
         cumulative_weights=tuple(accumulate(version.weight for version in serving)),
-        unavailable_reason="" if serving else _unavailable_reason(public_name, versions),
+        unavailable_reason=unavailable,
         model_entry=orjson.dumps(
             {
                 "id": public_name,
@@ -160,7 +198,46 @@ def _compile_endpoint(obj: Object) -> EndpointRoute:
                 "owned_by": "corral",
             }
         ),
+        upstream_headers=headers,
     )
+
+
+def _api_base(replica: Mapping[str, Any], where: str, entry: str) -> str:
+    if "apiBase" in replica:
+        at, base = "apiBase", replica["apiBase"]
+    else:
+        at, base = "address", replica.get("address")
+    if not isinstance(base, str) or not base.startswith(("http://", "https://")):
+        raise ValueError(f"{where}: {entry}.{at}: {base!r} is not an http(s) URL")
+    base = base.rstrip("/")
+    return base if at == "apiBase" else base + API_PREFIX
+
+
+def _upstream_headers(
+    runtime: Mapping[str, Any], namespace: str, api_keys: Mapping[str, str], where: str
+) -> tuple[tuple[tuple[bytes, bytes], ...], str]:
+    """The headers every upstream call of this Endpoint carries, and why it cannot call, if so."""
+    key: Any = None
+    secret = runtime.get("secretRef")
+    if secret is not None:
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"{where}: spec.runtime.secretRef: must be a non-empty string")
+        key = api_keys.get(f"{namespace}/{secret}")
+        if not key:
+            return (_JSON,), f"Secret {namespace}/{secret} is missing or has no apiKey"
+    elif runtime.get("type") != "openai":
+        options = _mapping(runtime.get("options") or {}, where, "spec.runtime.options")
+        key = next((options[name] for name in _KEY_OPTIONS if name in options), None)
+    if not isinstance(key, str) or not key:
+        return (_JSON,), ""
+    try:
+        authorization = f"Bearer {key}".encode("latin-1")
+    except UnicodeEncodeError:
+        # Never quote the key itself: error messages end up in logs and responses.
+        return (_JSON,), "its API key has characters an HTTP header cannot carry"
+    if b"\r" in authorization or b"\n" in authorization:
+        return (_JSON,), "its API key has characters an HTTP header cannot carry"
+    return (_JSON, (b"authorization", authorization)), ""
 
 
 def _model_weights(models: Any, where: str) -> dict[str, int]:
@@ -178,7 +255,9 @@ def _model_weights(models: Any, where: str) -> dict[str, int]:
     return weights
 
 
-def _unavailable_reason(public_name: str, versions: tuple[VersionRoute, ...]) -> str:
+def _unavailable_reason(
+    public_name: str, versions: tuple[VersionRoute, ...], status: Mapping[str, Any]
+) -> str:
     parts = []
     for version in versions:
         if version.weight == 0:
@@ -189,12 +268,28 @@ def _unavailable_reason(public_name: str, versions: tuple[VersionRoute, ...]) ->
             parts.append(f"{version.model}: {', '.join(version.waiting)}")
         else:
             parts.append(f"{version.model}: no replicas yet")
-    return f"Endpoint {public_name!r} has no ready replica ({'; '.join(parts)})"
+    reason = f"Endpoint {public_name!r} has no ready replica ({'; '.join(parts)})"
+    # The controller's own account (ScaledToZero, ModelNotReady, CrashLoopBackOff...) says why.
+    ready = _ready_condition(status)
+    if ready is not None and ready.get("status") == "False" and ready.get("reason"):
+        message = ready.get("message")
+        reason += f"; {ready['reason']}" + (f": {message}" if message else "")
+    return reason
 
 
-def _mapping(value: Any, where: str, field: str) -> Mapping[str, Any]:
+def _ready_condition(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return None
+    for condition in conditions:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def _mapping(value: Any, where: str, at: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: {field}: must be an object")
+        raise ValueError(f"{where}: {at}: must be an object")
     return value
 
 

@@ -1,12 +1,14 @@
 """The composition root: wires the store, the API server and the controllers into a process.
 
-``corral up`` runs every role in one process; ``corral serve --role ...`` runs some, against a
-shared PostgreSQL store. Nothing below this package knows how it is composed.
+``corral up`` runs every role (``apiserver``, ``controllers``, ``gateway``) in one process on one
+port; ``corral serve --role ...`` runs some, against a shared PostgreSQL store. Nothing below
+this package knows how it is composed.
 """
 
 from corral.server.config import (
     APISERVER,
     CONTROLLERS,
+    GATEWAY,
     ROLES,
     ServerConfig,
     parse_roles,
@@ -17,6 +19,7 @@ from corral.server.serve import ServerError, ServerInfo, run, serve
 __all__ = [
     "APISERVER",
     "CONTROLLERS",
+    "GATEWAY",
     "ROLES",
     "ServerConfig",
     "ServerError",

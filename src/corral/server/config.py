@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 APISERVER = "apiserver"
 CONTROLLERS = "controllers"
-ROLES = (APISERVER, CONTROLLERS)
+GATEWAY = "gateway"
+ROLES = (APISERVER, CONTROLLERS, GATEWAY)
 """Roles one process can take; ``corral up`` takes them all."""
 
 STORE_FILE = "corral.db"
@@ -31,7 +32,8 @@ _log = logging.getLogger(__name__)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
-    """0 picks a free port; the chosen one is in ``server.json``."""
+    """Every role of the process shares this one port; 0 picks a free one (in ``server.json``,
+    and in the ``ServerInfo`` handed to ``on_ready``)."""
     state_dir: Path = Path(".corral")
     store_url: str | None = None
     """None: SQLite at ``STATE_DIR/corral.db``."""
@@ -66,7 +68,7 @@ class ServerConfig:
 
 
 def parse_roles(text: str | Iterable[str]) -> frozenset[str]:
-    """``"apiserver,controllers"`` (or repeated values) as a role set; ValueError when unknown."""
+    """``"apiserver,gateway"`` (or repeated values) as a role set; ValueError when unknown."""
     parts = [text] if isinstance(text, str) else list(text)
     roles = {role.strip() for part in parts for role in part.split(",") if role.strip()}
     unknown = sorted(roles - set(ROLES))

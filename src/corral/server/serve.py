@@ -1,16 +1,25 @@
 """The composition root: one process running the roles a :class:`ServerConfig` names.
 
-``serve`` opens the store, makes sure the built-in namespaces exist, and runs the API server
-(uvicorn, embedded) and the controller Manager (garbage collector, Model and Endpoint
-controllers with their model-server supervisor) side by side in one event loop. Once every role
-is ready it publishes ``STATE_DIR/server.json`` so the CLI finds it; SIGINT/SIGTERM stop every
-role gracefully, and whatever happens the file is removed and the store closed on the way out.
+``serve`` opens the store, makes sure the built-in namespaces exist, and runs on one event loop
+and one port (see ``corral.server.http``):
+
+- ``apiserver``: the API server (``/apis/...``, ``/healthz``, ``/readyz``, ...);
+- ``controllers``: the controller Manager (garbage collector, Model and Endpoint controllers
+  with their model-server supervisor) and the Endpoint logs route;
+- ``gateway``: the OpenAI-compatible gateway (``/v1/...``), fed by its own route feed from the
+  store's watch; callers authenticate with the admin token.
+
+A process without the API server answers ``/healthz`` and ``/readyz`` itself. Once every role is
+ready it publishes ``STATE_DIR/server.json`` (when it runs the API server) so the CLI finds it;
+SIGINT/SIGTERM stop every role gracefully, and whatever happens the file is removed, the
+gateway's upstream connections and the store closed on the way out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import signal
@@ -20,25 +29,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_create_admin_token
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
 from corral.controllers import add_model_serving
 from corral.controlplane import GarbageCollector, Manager
+from corral.gateway import API_PREFIX, Gateway, RouteSource, create_gateway
 from corral.runtimes import Supervisor
 from corral.server.config import (
     APISERVER,
     CONTROLLERS,
+    GATEWAY,
     ServerConfig,
     prepare_state_dir,
     redact_url,
 )
+from corral.server.endpoint_logs import EndpointLogs
+from corral.server.http import (
+    App,
+    Dispatcher,
+    EmbeddedUvicorn,
+    HealthApp,
+    QuietShutdown,
+    listen,
+    url_of,
+    uvicorn_config,
+)
+from corral.server.route_feed import RouteFeed
 from corral.store import Store, open_store
 
-GRACEFUL_SHUTDOWN_S = 3
-"""How long open requests (watch streams) may run on after a stop before they are cut."""
 _READY_POLL_S = 0.01
+_HTTP = "http server"
 _ON_READY = "on-ready hook"
 _FORCED = "stopped at once on a second signal; work in flight was cut"
 
@@ -55,7 +75,7 @@ class ServerInfo:
     """What a started server tells its caller (``corral up`` prints it)."""
 
     url: str | None
-    """None when the process does not run the API server."""
+    """The API server's URL; None when the process does not run the API server."""
     pid: int
     state_dir: Path
     store: str
@@ -65,6 +85,11 @@ class ServerInfo:
     token_path: Path | None
     new_token: str | None
     """The admin token, only when this start created it (show it once)."""
+    openai_base_url: str | None = None
+    """``<listen_url>/v1``, what OpenAI clients take as ``base_url``; None without the gateway
+    role. Clients authenticate with the admin token."""
+    listen_url: str | None = None
+    """Where this process listens, whatever its roles (health, logs, gateway, API server)."""
 
 
 OnReady = Callable[[ServerInfo], Coroutine[Any, Any, None]]
@@ -126,34 +151,47 @@ async def _run_roles(
     on_ready: OnReady | None,
 ) -> None:
     workers: dict[str, asyncio.Task[Any]] = {}
-    http: _EmbeddedUvicorn | None = None
+    http: EmbeddedUvicorn | None = None
+    quiet_shutdown: QuietShutdown | None = None
     listener: socket.socket | None = None
     manager: Manager | None = None
     supervisor: Supervisor | None = None
-    token_path: Path | None = None
-    new_token: str | None = None
+    feed: RouteFeed | None = None
+    gateway: Gateway | None = None
     ended_by: str | None = None
     identity = config.resolved_identity
     try:
-        if APISERVER in config.roles:
-            token, created = load_or_create_admin_token(state_dir)
-            token_path, new_token = state_dir / TOKEN_FILE, (token if created else None)
-            listener = _listen(config.host, config.port)
-            http = _EmbeddedUvicorn(_uvicorn_config(create_app(store, admin_token=token)))
-            quiet_shutdown = _QuietShutdown(http)
-            _UVICORN_LOG.addFilter(quiet_shutdown)
-            workers[APISERVER] = asyncio.create_task(http.serve(sockets=[listener]))
+        # Every role that listens authenticates callers with the admin token.
+        token, created = load_or_create_admin_token(state_dir)
+        authenticate = admin_token_check(token)
+        listener = _listen(config.host, config.port)
+        logs: App | None = None
         if CONTROLLERS in config.roles:
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
             manager.add(GarbageCollector(manager))
             supervisor = add_model_serving(manager, state_dir)
+            logs = EndpointLogs(store, supervisor, authenticate)
             workers[CONTROLLERS] = asyncio.create_task(manager.run(stop))
-
+        if GATEWAY in config.roles:
+            routes = RouteSource()
+            feed = RouteFeed(store, routes)
+            gateway = create_gateway(routes, authenticate=authenticate)
+            workers[GATEWAY] = asyncio.create_task(feed.start(stop))
         # A replica in an election may stand by for good: its serving is readiness enough.
         awaited = None if config.uses_leader_election else manager
-        if not await _until_ready(http, awaited, workers, stop):
+        ready = _readiness(awaited, feed)
+        rest: App = (
+            create_app(store, admin_token=token) if APISERVER in config.roles else HealthApp(ready)
+        )
+        http = EmbeddedUvicorn(uvicorn_config(Dispatcher(rest=rest, gateway=gateway, logs=logs)))
+        quiet_shutdown = QuietShutdown(http)
+        _UVICORN_LOG.addFilter(quiet_shutdown)
+        workers[_HTTP] = asyncio.create_task(http.serve(sockets=[listener]))
+
+        if not await _until_ready(http, ready, workers, stop):
             return
-        url = _url_of(listener) if listener is not None else None
+        listen_url = url_of(listener)
+        url = listen_url if APISERVER in config.roles else None
         info = ServerInfo(
             url=url,
             pid=os.getpid(),
@@ -161,15 +199,17 @@ async def _run_roles(
             store=redact_url(config.resolved_store_url),
             roles=config.roles,
             identity=identity,
-            token_path=token_path,
-            new_token=new_token,
+            token_path=state_dir / TOKEN_FILE,
+            new_token=token if created else None,
+            openai_base_url=listen_url + API_PREFIX if gateway is not None else None,
+            listen_url=listen_url,
         )
         if url is not None:
             write_server_info(state_dir, url, info.pid)
         _log.info(
-            "corral ready: roles %s, url %s, store %s, identity %s",
+            "corral ready: roles %s, listening at %s, store %s, identity %s",
             ",".join(sorted(config.roles)),
-            url or "-",
+            listen_url,
             info.store,
             identity,
         )
@@ -187,19 +227,44 @@ async def _run_roles(
                 # let them unwind (closing their store watches) before the store closes.
                 await asyncio.gather(*list(http.server_state.tasks), return_exceptions=True)
         finally:
+            if gateway is not None:
+                await gateway.aclose()
             if supervisor is not None:
                 # Model servers are this process's children: none outlives it.
                 await supervisor.stop_all()
             if listener is not None:
                 listener.close()
-            if http is not None:
+            if quiet_shutdown is not None:
                 _UVICORN_LOG.removeFilter(quiet_shutdown)
     _raise_failure(dict(zip(workers, outcomes, strict=True)), ended_by)
 
 
+def admin_token_check(token: str) -> Callable[[str | None], bool]:
+    """Whether a presented bearer token is the admin token, compared in constant time."""
+    expected = token.encode()
+
+    def check(presented: str | None) -> bool:
+        if presented is None:
+            return False
+        try:
+            candidate = presented.encode()
+        except UnicodeEncodeError:
+            return False
+        return hmac.compare_digest(candidate, expected)
+
+    return check
+
+
+def _readiness(manager: Manager | None, feed: RouteFeed | None) -> Callable[[], bool]:
+    def ready() -> bool:
+        return (manager is None or manager.ready) and (feed is None or feed.ready)
+
+    return ready
+
+
 async def _until_ready(
-    http: _EmbeddedUvicorn | None,
-    manager: Manager | None,
+    http: EmbeddedUvicorn,
+    roles_ready: Callable[[], bool],
     workers: dict[str, asyncio.Task[Any]],
     stop: asyncio.Event,
 ) -> bool:
@@ -209,9 +274,7 @@ async def _until_ready(
             if task.done():
                 error = None if task.cancelled() else task.exception()
                 raise ServerError(f"{role} stopped while starting: {error or 'it exited'}")
-        http_ready = http is None or http.started
-        manager_ready = manager is None or manager.ready
-        if http_ready and manager_ready:
+        if http.started and roles_ready():
             return True
         await asyncio.sleep(_READY_POLL_S)
     return False
@@ -249,68 +312,12 @@ def _raise_failure(outcomes: dict[str, Any], ended_by: str | None) -> None:
         raise ServerError(f"{ended_by} exited unexpectedly")
 
 
-class _QuietShutdown(logging.Filter):
-    """Open watch streams are cut when the shutdown grace period ends: expected, not an error.
-
-    uvicorn reports that as an ERROR and a CancelledError traceback per stream; once this
-    server is stopping, those become one INFO line.
-    """
-
-    def __init__(self, server: uvicorn.Server) -> None:
-        super().__init__()
-        self._server = server
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._server.should_exit:
-            return True
-        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            return False
-        if record.getMessage().startswith("Cancel ") and "graceful shutdown" in record.msg:
-            _log.info("closed open requests (watch streams) after the shutdown grace period")
-            return False
-        return True
-
-
-class _EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: this process's signals belong to ``serve``."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _uvicorn_config(app: Any) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="auto",
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-
-
 def _listen(host: str, port: int) -> socket.socket:
-    """Bind here rather than in uvicorn: a busy port becomes a clear error, and port 0 works."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
     try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
+        return listen(host, port)
     except OSError as error:
-        listener.close()
         reason = error.strerror or str(error)
         raise ServerError(f"cannot listen on {host}:{port}: {reason}") from None
-    return listener
-
-
-def _url_of(listener: socket.socket) -> str:
-    host, port = listener.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class _Signals:

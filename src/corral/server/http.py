@@ -1,0 +1,168 @@
+"""One listening port per process, and what answers on it.
+
+:class:`Dispatcher` is the ASGI app uvicorn runs: ``/v1/...`` goes to the gateway (one
+``startswith`` on the hot path, nothing else), the Endpoint logs route to the controllers' log
+reader, and everything else to the API server — or, in a process without one, to
+:class:`HealthApp` (``/healthz``, ``/readyz``). Also here: the embedded uvicorn server (no signal
+handlers of its own), binding the listener, and the filter that quiets the expected noise of
+cutting open watch streams at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+import orjson
+import uvicorn
+
+from corral.api.errors import NotFound
+from corral.api.objects import API_VERSION
+
+GRACEFUL_SHUTDOWN_S = 3
+"""How long open requests (watch streams) may run on after a stop before they are cut."""
+GATEWAY_PREFIX = "/v1/"
+LOGS_PREFIX = f"/apis/{API_VERSION}/namespaces/"
+LOGS_SUFFIX = "/logs"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """Routes each request to the app that owns its path; lifespan is answered here."""
+
+    __slots__ = ("_gateway", "_logs", "_rest")
+
+    def __init__(self, *, rest: App, gateway: App | None = None, logs: App | None = None) -> None:
+        self._gateway = gateway
+        self._logs = logs
+        self._rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if self._gateway is not None and path.startswith(GATEWAY_PREFIX):
+                await self._gateway(scope, receive, send)
+            elif self._logs is not None and is_logs_path(path):
+                await self._logs(scope, receive, send)
+            else:
+                await self._rest(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            # The composition root starts and closes the apps itself.
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+
+def is_logs_path(path: str) -> bool:
+    """Cheap pre-check; the logs app parses the path properly (404 when it is no Endpoint's)."""
+    return path.endswith(LOGS_SUFFIX) and path.startswith(LOGS_PREFIX)
+
+
+class HealthApp:
+    """``/healthz`` (the process runs) and ``/readyz`` (every role here is ready), nothing else."""
+
+    def __init__(self, ready: Callable[[], bool]) -> None:
+        self._ready = ready
+
+    async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path == "/healthz":
+            await _respond(send, 200, b"ok", b"text/plain")
+        elif path == "/readyz":
+            if self._ready():
+                await _respond(send, 200, b"ok", b"text/plain")
+            else:
+                await _respond(send, 503, b"not ready", b"text/plain")
+        else:
+            error = NotFound(f"no such path: {path}")
+            await _respond(send, 404, orjson.dumps(error.to_status()), b"application/json")
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handlers: this process's signals belong to ``serve``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_config(app: App) -> uvicorn.Config:
+    """The gateway's fast settings (uvloop, httptools, no access log) for the whole port."""
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        interface="asgi3",
+        ws="none",
+        access_log=False,
+        server_header=False,
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+class QuietShutdown(logging.Filter):
+    """Open watch streams are cut when the shutdown grace period ends: expected, not an error.
+
+    uvicorn reports that as an ERROR and a CancelledError traceback per stream; once this
+    server is stopping, those become one INFO line.
+    """
+
+    def __init__(self, server: uvicorn.Server) -> None:
+        super().__init__()
+        self._server = server
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._server.should_exit:
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            return False
+        if record.getMessage().startswith("Cancel ") and "graceful shutdown" in record.msg:
+            _log.info("closed open requests (watch streams) after the shutdown grace period")
+            return False
+        return True
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn: a busy port becomes a clear error, and port 0 works.
+
+    Raises OSError with the reason; the caller words it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
+def url_of(listener: socket.socket) -> str:
+    host, port = listener.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
