@@ -1,0 +1,175 @@
+"""corral's default placement policy: fragmentation gradient plus a look-ahead on what is left.
+
+A node is scored by how much a placement lowers its *expected waste*, the GPU capacity it will
+probably never allocate, estimated from the tasks seen so far. Two estimates are added, both in
+GPU milli:
+
+- FGD's one-step fragmentation (:class:`FragMeter`) against the whole shape mix, memory
+  included: GPU capacity no typical shape can use right now (wrong model, too few whole GPUs,
+  too little CPU or memory left);
+- a look-ahead on the rest (:func:`sliver_waste`, :meth:`LookaheadPolicy.waste`): each GPU's
+  free milli is expected to be filled by future tasks drawn from the mix, so only the sliver
+  they would leave counts; and the node's CPU and memory must last for that filling, at the
+  mix's GPU-per-CPU and GPU-per-memory rates, or the rest is stranded.
+
+The mix is learned online, from the tasks submitted so far (never from the trace file), and
+refreshed whenever the number seen has grown by half since the last refresh. Equal scores go to
+the first node of a per-run random order, which packs consolidated the way first-fit does. A
+share is tried on every GPU with room; the node keeps its best GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from corral.scheduler.fleet import GPU_MILLI, IntArray, Placement, Task
+from corral.scheduler.fragmentation import FragMeter
+from corral.scheduler.policy import (
+    PolicyContext,
+    ScoringPolicy,
+    best_candidate_per_node,
+    share_candidates,
+)
+from corral.scheduler.workload import FloatArray, TaskMix
+
+# Odds that a free sliver is given up on each time a task arrives that cannot use it. With 0
+# every sliver is assumed to be filled eventually, however rare the tasks that fit it; with 1
+# the first task that does not fit ends its chances. The value is one global constant, chosen
+# on generated workloads (benchmarks/sched_bench.py), never per trace.
+SLIVER_PATIENCE_LOSS = 0.02
+# Refresh the learned mix when the number of tasks seen has grown by this factor.
+REFIT_GROWTH = 2.0
+
+
+def sliver_waste(mix: TaskMix, loss: float = SLIVER_PATIENCE_LOSS) -> FloatArray:
+    """Expected never-allocated milli of one GPU, indexed by its free milli (0..1000).
+
+    Future GPU tasks arrive with the mix's frequencies; one that fits takes its share of the
+    GPU (a whole-GPU task takes a fully free GPU), one that does not fit ends the GPU's filling
+    with probability ``loss``.
+    """
+    gpu = mix.gpu_milli > 0
+    milli = mix.gpu_milli[gpu]
+    weight = mix.weight[gpu]
+    waste = np.arange(GPU_MILLI + 1, dtype=np.float64)
+    if weight.sum() == 0:
+        return waste
+    weight = weight / weight.sum()
+    # waste[f] depends only on waste[f - m] for shapes that fit, so a block of free values
+    # narrower than the smallest share depends only on blocks below it: solve block by block.
+    step = int(milli.min())
+    for start in range(step, GPU_MILLI + 1, step):
+        free = np.arange(start, min(start + step, GPU_MILLI + 1))
+        fits = milli[None, :] <= free[:, None]
+        fitting = (fits * weight).sum(axis=1)
+        below = waste[np.where(fits, free[:, None] - milli[None, :], 0)]
+        filled = (fits * below) @ weight
+        stop = loss * (1.0 - fitting)
+        solved = fitting > 0
+        waste[free[solved]] = (filled[solved] + stop[solved] * free[solved]) / (
+            fitting[solved] + stop[solved]
+        )
+    return waste
+
+
+@dataclass(frozen=True, eq=False)
+class MixModel:
+    """What the policy has learned about the workload: everything its scores depend on."""
+
+    meter: FragMeter
+    waste_of_free: FloatArray
+    gpu_per_cpu: float
+    gpu_per_mem: float
+
+    @classmethod
+    def learn(cls, mix: TaskMix) -> MixModel:
+        gpu = mix.gpu_milli > 0
+        demand = float((mix.weight * mix.gpu_milli * mix.num_gpu)[gpu].sum())
+        cpu = float((mix.weight * mix.cpu_milli)[gpu].sum())
+        mem = float((mix.weight * mix.memory_mib)[gpu].sum())
+        return cls(
+            meter=FragMeter(mix),
+            waste_of_free=sliver_waste(mix),
+            gpu_per_cpu=demand / cpu if cpu else 0.0,
+            gpu_per_mem=demand / mem if mem else 0.0,
+        )
+
+    def waste(self, cpu: IntArray, mem: IntArray, free: IntArray) -> FloatArray:
+        """Look-ahead waste of node states: free GPU milli that future tasks will not take."""
+        total: FloatArray = free.sum(axis=1).astype(np.float64)
+        fillable: FloatArray = (free - self.waste_of_free[free]).sum(axis=1)
+        # A rate of 0 means the GPU tasks seen need none of it, so it cannot run out.
+        if self.gpu_per_cpu:
+            fillable = np.minimum(fillable, cpu * self.gpu_per_cpu)
+        if self.gpu_per_mem:
+            fillable = np.minimum(fillable, mem * self.gpu_per_mem)
+        return total - fillable
+
+    def badness(self, cpu: IntArray, mem: IntArray, model: IntArray, free: IntArray) -> FloatArray:
+        """Expected waste of node states: fragmented now plus wasted later, in GPU milli."""
+        return self.meter.amount(cpu, mem, model, free) + self.waste(cpu, mem, free)
+
+
+class LookaheadPolicy(ScoringPolicy):
+    def __init__(self, context: PolicyContext) -> None:
+        super().__init__(context)
+        size = len(self.fleet)
+        self._seen: list[Task] = []
+        self._fitted_at = 0
+        self._model: MixModel | None = None
+        self._badness: FloatArray = np.zeros(size)
+        self._badness_seen: IntArray = np.full(size, -1, dtype=np.int64)
+
+    @property
+    def model(self) -> MixModel:
+        if self._model is None:
+            raise RuntimeError("the lookahead policy has not seen a task yet")
+        return self._model
+
+    def place(self, task: Task) -> Placement | None:
+        self._seen.append(task)
+        if len(self._seen) >= REFIT_GROWTH * self._fitted_at:
+            self._fitted_at = len(self._seen)
+            self._model = MixModel.learn(TaskMix.from_tasks(self._seen, self.fleet))
+            self._badness_seen[:] = -1
+            self.forget_scores()
+        return super().place(task)
+
+    def current_badness(self, rows: IntArray) -> FloatArray:
+        generation = self.fleet.generation
+        stale = rows[self._badness_seen[rows] != generation[rows]]
+        if stale.size:
+            fleet = self.fleet
+            self._badness[stale] = self.model.badness(
+                fleet.cpu_free[stale],
+                fleet.mem_free[stale],
+                fleet.gpu_model[stale],
+                fleet.gpu_free[stale],
+            )
+            self._badness_seen[stale] = generation[stale]
+        return self._badness[rows]
+
+    def score(self, task: Task, rows: IntArray) -> tuple[FloatArray, IntArray]:
+        fleet = self.fleet
+        before = self.current_badness(rows)
+        cpu = fleet.cpu_free[rows] - task.cpu_milli
+        mem = fleet.mem_free[rows] - task.memory_mib
+        model = fleet.gpu_model[rows]
+        free = fleet.gpu_free[rows]
+        if task.shares_gpu:
+            node, gpu = share_candidates(free, task.gpu_milli)
+            after_free = free[node]
+            after_free[np.arange(node.size), gpu] -= task.gpu_milli
+            after = self.model.badness(cpu[node], mem[node], model[node], after_free)
+            return best_candidate_per_node(node, gpu, before[node] - after)
+        if task.num_gpu:
+            full = free == GPU_MILLI
+            free = np.where(full & (full.cumsum(axis=1) <= task.num_gpu), 0, free)
+        after = self.model.badness(cpu, mem, model, free)
+        return before - after, np.full(rows.size, -1, dtype=np.int64)
+
+
+def lookahead_policy(context: PolicyContext) -> LookaheadPolicy:
+    return LookaheadPolicy(context)
