@@ -63,6 +63,14 @@ async def test_process_replica_and_a_legacy_entry_without_api_base_both_use_v1()
     assert transport.calls[0][2] == [(b"content-type", b"application/json")]
 
 
+async def test_a_legacy_upstream_entry_uses_its_address_as_the_base():
+    ep = upstream_endpoint()
+    del ep["status"]["replicas"][0]["apiBase"]
+    app, transport = gateway_for(ep, {"default/upstream-key": "sk-upstream"})
+    assert (await drive(app, "POST", CHAT, body=GOOD)).status == 200
+    assert transport.calls[0][1] == f"{UPSTREAM}/chat/completions"
+
+
 async def test_missing_secret_means_no_call_and_a_503_naming_it():
     app, transport = gateway_for(upstream_endpoint(), {})
     exchange = await drive(app, "POST", CHAT, body=GOOD)

@@ -10,8 +10,9 @@ Input contract (the Endpoint controller writes the status): ``spec.models: [{mod
 ready, state}]``. A replica takes traffic when ``ready`` is true, its ``state`` is not
 ``Draining`` and its ``model`` is one of ``spec.models``; requests go to its ``apiBase`` (the
 OpenAI base URL, ``.../v1``) plus the path after ``/v1``. An entry without ``apiBase`` (written
-before the field existed) is taken as ``address + "/v1"``. Clients name an Endpoint as ``name``
-(namespace ``default``) or ``namespace/name``.
+before the field existed) is taken as ``address + "/v1"``, or ``address`` itself for an
+``openai`` upstream. Clients name an Endpoint as ``name`` (namespace ``default``) or
+``namespace/name``.
 
 Upstream credentials: ``spec.runtime.secretRef`` names a Secret whose ``apiKey`` the caller
 passes in ``api_keys`` (``"namespace/secret-name" → key``); it is compiled into the route's
@@ -146,6 +147,8 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
     replicas = status.get("replicas") or []
     if not isinstance(replicas, list):
         raise ValueError(f"{where}: status.replicas: must be a list")
+    runtime = _mapping(spec.get("runtime") or {}, where, "spec.runtime")
+    upstream = runtime.get("type") == "openai"
     for index, replica in enumerate(replicas):
         entry = f"status.replicas[{index}]"
         replica = _mapping(replica, where, entry)
@@ -154,11 +157,10 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
             continue  # a version no longer in spec.models (e.g. draining after a rollout)
         state = str(replica.get("state") or "")
         if replica.get("ready") is True and state != "Draining":
-            addresses[model].append(_api_base(replica, where, entry))
+            addresses[model].append(_api_base(replica, where, entry, upstream=upstream))
         else:
             label = replica.get("name") or replica.get("address") or f"replica {index}"
             waiting[model].append(f"{label} {state or 'NotReady'}")
-    runtime = _mapping(spec.get("runtime") or {}, where, "spec.runtime")
     headers, key_problem = _upstream_headers(runtime, namespace, api_keys or {}, where)
 
     versions = tuple(
@@ -202,7 +204,7 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
     )
 
 
-def _api_base(replica: Mapping[str, Any], where: str, entry: str) -> str:
+def _api_base(replica: Mapping[str, Any], where: str, entry: str, *, upstream: bool) -> str:
     if "apiBase" in replica:
         at, base = "apiBase", replica["apiBase"]
     else:
@@ -210,7 +212,8 @@ def _api_base(replica: Mapping[str, Any], where: str, entry: str) -> str:
     if not isinstance(base, str) or not base.startswith(("http://", "https://")):
         raise ValueError(f"{where}: {entry}.{at}: {base!r} is not an http(s) URL")
     base = base.rstrip("/")
-    return base if at == "apiBase" else base + API_PREFIX
+    # Without apiBase: an openai upstream's address is its base URL already; a server's is its root.
+    return base if at == "apiBase" or upstream else base + API_PREFIX
 
 
 def _upstream_headers(
