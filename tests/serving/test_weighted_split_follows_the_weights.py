@@ -1,9 +1,10 @@
 """Two versions behind one Endpoint share its traffic by weight, and follow a weight change.
 
 Both versions are the same SmolLM2 file under two Model names; each answer's ``model`` names the
-version that produced it (the gateway asks each replica for its own Model name). The split is
-weighted random, so the observed share is checked within ±5 points over 400 requests (a fair
-gateway lands outside that about 3% of the time at 70/30, about 1% at 80/20).
+version that produced it (the gateway asks each replica for its own Model name). The gateway
+deals versions from a shuffled deck of ``sum(weights)`` cards, so each 100 requests split exactly
+by weight; the check allows ±5 points over 400 requests (the issue's bound), which also covers
+the requests dealt from a deck that a route-table swap cut short.
 """
 
 from __future__ import annotations

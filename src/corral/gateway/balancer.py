@@ -5,9 +5,12 @@ and brackets the upstream call with ``acquire``/``release``. Versions come from 
 snapshot; the load state (in-flight counts per replica address, round-robin cursors) lives
 here, in the process, so it survives route-table swaps.
 
-Version choice is weighted random over the versions that have routable replicas: a version whose
-replicas are all down gives its share to the others, and a version with weight 0 never takes
-traffic. Replica choice per ``spec.routing.strategy``:
+Version choice deals from a shuffled deck per Endpoint: a deck holds each serving version as
+many times as its weight, in random order, so every ``sum(weights)`` requests split exactly by
+weight (a 70/30 canary is 70/30 over 100 requests, not 70 ± 9) while which request lands where
+stays random, not tied to arrival order. A version whose replicas are all down gives its share
+to the others (the deck is rebuilt when the serving set or a weight changes), and a version with
+weight 0 never takes traffic. Replica choice per ``spec.routing.strategy``:
 
 - ``least-outstanding``: fewest requests in flight from this process, ties taken in turn;
 - ``round-robin``: strictly in turn;
@@ -30,17 +33,19 @@ import orjson
 from corral.gateway.routes import EndpointRoute, VersionRoute
 
 AFFINITY_SLACK = 2
+_MAX_DECKS = 4096
 _AFFINITY_KEY_CHARS = 1024
 
 
 class Balancer:
     """Load state of this gateway process; ``random`` is injectable for deterministic tests."""
 
-    __slots__ = ("_cursors", "_random", "in_flight")
+    __slots__ = ("_cursors", "_decks", "_random", "in_flight")
 
     def __init__(self, random: Callable[[], float] = _random.random) -> None:
         self._random = random
         self._cursors: dict[str, int] = {}
+        self._decks: dict[tuple[tuple[str, int], ...], list[int]] = {}
         self.in_flight: dict[str, int] = {}
 
     def choose(
@@ -59,11 +64,7 @@ class Balancer:
         serving = endpoint.serving
         if not serving:
             return None
-        version = (
-            serving[0]
-            if len(serving) == 1
-            else self._weighted(serving, endpoint.cumulative_weights)
-        )
+        version = serving[0] if len(serving) == 1 else self._weighted(serving)
         return version, self._replica(version, version.addresses, endpoint.strategy, affinity)
 
     def acquire(self, address: str) -> None:
@@ -92,10 +93,21 @@ class Balancer:
         version, addresses = candidates[index]
         return version, self._replica(version, addresses, endpoint.strategy, affinity)
 
-    def _weighted(
-        self, serving: tuple[VersionRoute, ...], cumulative: tuple[int, ...]
-    ) -> VersionRoute:
-        return serving[bisect_right(cumulative, self._random() * cumulative[-1])]
+    def _weighted(self, serving: tuple[VersionRoute, ...]) -> VersionRoute:
+        signature = tuple((version.key, version.weight) for version in serving)
+        deck = self._decks.get(signature)
+        if not deck:
+            if len(self._decks) > _MAX_DECKS:
+                self._decks.clear()  # stale signatures of old weights and serving sets
+            deck = self._decks[signature] = self._shuffled_deck(serving)
+        return serving[deck.pop()]
+
+    def _shuffled_deck(self, serving: tuple[VersionRoute, ...]) -> list[int]:
+        deck = [index for index, version in enumerate(serving) for _ in range(version.weight)]
+        for top in range(len(deck) - 1, 0, -1):  # Fisher-Yates with the injectable source
+            other = int(self._random() * (top + 1))
+            deck[top], deck[other] = deck[other], deck[top]
+        return deck
 
     def _replica(
         self, version: VersionRoute, addresses: tuple[str, ...], strategy: str, affinity: int | None

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -65,7 +64,6 @@ class EndpointRoute:
     strategy: str
     versions: tuple[VersionRoute, ...]
     serving: tuple[VersionRoute, ...]  # weight > 0 and at least one routable replica
-    cumulative_weights: tuple[int, ...]  # running sums over ``serving``, for weighted choice
     unavailable_reason: str  # why ``serving`` is empty; "" when it is not
     model_entry: bytes  # this Endpoint in the OpenAI model-object shape, serialised
     # content-type, plus the upstream's Authorization when it needs a key: kept out of repr.
@@ -190,7 +188,6 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
         strategy=strategy,
         versions=versions,
         serving=serving,
-        cumulative_weights=tuple(accumulate(version.weight for version in serving)),
         unavailable_reason=unavailable,
         model_entry=orjson.dumps(
             {
