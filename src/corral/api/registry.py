@@ -7,6 +7,7 @@ short name, case-insensitively, the way ``kubectl get`` does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,10 @@ class KindInfo:
     api_version: str = API_VERSION
     record_history: bool = True
     """Keep every spec change in the history. Off for heartbeat-like kinds (Lease renewals)."""
+    check_spec: Callable[[Any], list[tuple[str, str]]] | None = None
+    """Checks beyond the schema, run once at the write gate on the typed spec (never when a
+    stored spec is parsed again): ``(field path from the object root, message)`` per problem.
+    For checks that need a heavy engine, e.g. Cedar validation of a Policy."""
 
     @property
     def singular(self) -> str:

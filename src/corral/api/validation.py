@@ -145,6 +145,11 @@ def _validate_spec(
     except ValidationError as error:
         problems.extend(pydantic_causes(error, "spec", location))
         return None
+    if info.check_spec is not None:
+        checked = info.check_spec(spec)
+        problems.extend(FieldError(path, message, location) for path, message in checked)
+        if checked:
+            return None
     dumped: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
     return dumped
 

@@ -1,5 +1,5 @@
 """The built-in kinds. Importing this package registers them all."""
 
-from corral.api.kinds import endpoint, lease, model, namespace, secret
+from corral.api.kinds import endpoint, lease, model, namespace, policy, secret
 
-__all__ = ["endpoint", "lease", "model", "namespace", "secret"]
+__all__ = ["endpoint", "lease", "model", "namespace", "policy", "secret"]
