@@ -1,5 +1,5 @@
 """The built-in kinds. Importing this package registers them all."""
 
-from corral.api.kinds import endpoint, lease, model, namespace, policy, secret
+from corral.api.kinds import apikey, endpoint, lease, model, namespace, policy, secret, team
 
-__all__ = ["endpoint", "lease", "model", "namespace", "policy", "secret"]
+__all__ = ["apikey", "endpoint", "lease", "model", "namespace", "policy", "secret", "team"]
