@@ -80,6 +80,20 @@ def test_anything_but_the_exact_key_is_refused(mangle):
     assert index.authenticate(key.plaintext) is not None
 
 
+@pytest.mark.parametrize("cache_size", [0, 1])
+def test_keys_authenticate_with_the_cache_off_or_tiny(cache_size: int):
+    first, second = generate_api_key(), generate_api_key()
+    objects = [api_key("a", first, "search"), api_key("b", second, "search")]
+    index = KeyIndex.build(objects, [team("search")], cache_size=cache_size)
+    for _ in range(2):
+        assert [index.authenticate(k.plaintext) is not None for k in (first, second)] == [True] * 2
+
+
+def test_a_negative_cache_size_is_an_error():
+    with pytest.raises(ValueError, match="cache_size must be 0 or more"):
+        KeyIndex.build([], [], cache_size=-1)
+
+
 def test_an_unknown_key_is_refused():
     index = KeyIndex.build([api_key("ci", generate_api_key(), "search")], [team("search")])
     assert index.authenticate(generate_api_key().plaintext) is None

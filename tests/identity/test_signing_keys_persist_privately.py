@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.identity import KeyRing, TokenIssuer, Verifier
+from corral.identity import KeyRing, TokenIssuer, Verifier, keyfiles
 
 from .helpers import AUDIENCE, ISSUER, Clock
 
@@ -92,3 +92,18 @@ def test_a_missing_key_file_is_refused(tmp_path: Path, clock: Clock):
     (directory / f"{ring.current.kid}.pem").unlink()
     with pytest.raises(ValueError, match="is missing"):
         KeyRing.open(directory, clock=clock)
+
+
+def test_when_two_processes_create_a_ring_at_once_both_end_up_with_the_first(
+    tmp_path: Path, clock: Clock
+):
+    directory = tmp_path / "keys"
+    winner = KeyRing.open(directory, clock=clock)
+    loser = KeyRing.generate(clock=clock).current
+    # The loser reaches create_keys after the winner's manifest is in place.
+    ring_on_disk = keyfiles.create_keys(directory, [loser])
+    assert [key.kid for key in ring_on_disk] == [winner.current.kid]
+    assert not (directory / f"{loser.kid}.pem").exists()
+    assert sorted(path.name for path in directory.iterdir()) == sorted(
+        ["keyring.json", f"{winner.current.kid}.pem"]
+    )
