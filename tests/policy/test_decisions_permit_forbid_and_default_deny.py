@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import pytest
 from policy_harness import MONDAY_10_UTC, endpoint, invoke, policy, team_key
 
 from corral.policy import PolicyEngine, call_context, object_entity, principal_entity
@@ -176,3 +177,43 @@ def test_apply_and_delete_on_resources_by_namespace():
 def test_disabled_policies_do_not_count():
     engine = PolicyEngine([policy("admins", ADMINS_INVOKE, enabled=False)])
     assert not engine.decide(team_key("admins"), "invoke", endpoint(), invoke()).allowed
+
+
+def test_principals_from_each_kind_of_caller():
+    engine = PolicyEngine(
+        [
+            policy(
+                "callers",
+                'permit(principal is Agent in Namespace::"default", action, resource);\n'
+                "permit(principal is User, action, resource)\n"
+                '  when { principal has team && principal.team == "research" &&\n'
+                '         principal.act.contains("spiffe://corral.local/ns/default/agent/bot") };',
+            )
+        ]
+    )
+    agent = principal_entity(
+        "workload", "spiffe://corral.local/ns/default/agent/bot", namespace="default"
+    )
+    assert agent.attrs["name"] == "bot"
+    assert engine.decide(agent, "invoke", endpoint(), invoke()).allowed
+    elsewhere = principal_entity(
+        "workload", "spiffe://corral.local/ns/prod/agent/bot", namespace="prod"
+    )
+    assert not engine.decide(elsewhere, "invoke", endpoint(), invoke()).allowed
+    delegated = principal_entity(
+        "user", "ana", team="research", act=("spiffe://corral.local/ns/default/agent/bot",)
+    )
+    assert delegated.parents == ()
+    assert engine.decide(delegated, "invoke", endpoint(), invoke()).allowed
+    assert not engine.decide(
+        principal_entity("user", "ana"), "invoke", endpoint(), invoke()
+    ).allowed
+
+
+def test_principal_fields_that_cannot_make_a_principal_are_refused():
+    with pytest.raises(ValueError, match="needs a team"):
+        principal_entity("team-key", "default/k", namespace="default")
+    with pytest.raises(ValueError, match="needs a namespace"):
+        principal_entity("workload", "spiffe://corral.local/ns/default/agent/bot")
+    with pytest.raises(ValueError, match="principal kind must be one of"):
+        principal_entity("robot", "r2")  # type: ignore[arg-type]

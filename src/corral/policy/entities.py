@@ -60,8 +60,10 @@ def principal_entity(
     """The principal for a caller (the fields of ``corral.identity.Principal``).
 
     A team-key is an ``ApiKey`` (needs team and namespace), a workload an ``Agent`` (its SPIFFE
-    id; needs a namespace), anyone else a ``User``. The team, if any, becomes the parent
-    ``Team::"<namespace>/<team>"`` so policies can say ``principal in Team::"default/admins"``.
+    id; needs a namespace), anyone else a ``User``. With a team and a namespace, the parent
+    ``Team::"<namespace>/<team>"`` lets policies say ``principal in Team::"default/admins"``
+    (a user from a token has no namespace: match ``principal.team`` instead); an agent's
+    namespace is a parent too (``principal in Namespace::"prod"``).
     """
     cedar_type = _PRINCIPAL_TYPES.get(kind)
     if cedar_type is None:
@@ -76,10 +78,12 @@ def principal_entity(
         attrs["team"] = team
     elif cedar_type == "ApiKey":
         raise ValueError("a team-key principal needs a team")
-    parents: tuple[EntityUid, ...] = ()
+    parents: list[EntityUid] = []
     if team is not None and namespace:
-        parents = (("Team", f"{namespace}/{team}"),)
-    return Entity(cedar_type, id, attrs, parents, dict(labels))
+        parents.append(("Team", f"{namespace}/{team}"))
+    if cedar_type == "Agent" and namespace:
+        parents.append(("Namespace", namespace))
+    return Entity(cedar_type, id, attrs, tuple(parents), dict(labels))
 
 
 def team_entity(namespace: str, name: str, labels: Mapping[str, str] = _EMPTY) -> Entity:
