@@ -102,3 +102,11 @@ def test_stored_permit_only_policy_that_no_longer_checks_is_left_out():
     assert decision.allowed
     assert decision.policies == ("default/everyone",)
     assert list(engine.snapshot.problems) == ["default/broken"]
+
+
+def test_context_value_that_cannot_be_sent_to_cedar_denies_with_the_error():
+    engine = PolicyEngine([policy("everyone", EVERYONE_INVOKES)])
+    context = {**invoke(), "model": object()}
+    decision = engine.decide(team_key("a"), "invoke", endpoint(), context)
+    assert not decision.allowed
+    assert decision.errors[0].startswith("request: ")

@@ -114,7 +114,8 @@ class PolicyEngine:
     ) -> PolicySnapshot:
         """Build a snapshot from the new policies and/or entities (the rest carried over) and
         swap it in. Decisions in flight finish on the snapshot they started with; if building
-        fails, the current snapshot stays."""
+        fails, the current snapshot stays. Call it from one task (the config watch): two
+        concurrent updates would each carry over what the other replaced."""
         current = self._snapshot
         compiled = current.compiled if policies is None else compile_policies(policies)
         if entities is None:
@@ -164,7 +165,12 @@ def decide(
         "resource": {"type": resource_uid[0], "id": resource_uid[1]},
         "context": dict(context or {}),
     }
-    result = cedarpy.is_authorized(request, snapshot.compiled.policy_set, handle, schema=_SCHEMA)
+    try:
+        result = cedarpy.is_authorized(
+            request, snapshot.compiled.policy_set, handle, schema=_SCHEMA
+        )
+    except (TypeError, ValueError) as error:  # e.g. a context value JSON cannot carry
+        return Decision(False, errors=(f"request: {error}",))
     refs = snapshot.compiled.refs
     reasons = tuple(refs[pid] for pid in result.diagnostics.reasons if pid in refs)
     errors = tuple(result.diagnostics.errors)
