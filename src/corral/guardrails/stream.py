@@ -1,0 +1,139 @@
+"""Streaming output scanning: redact secrets and PII in a response as its chunks arrive.
+
+Gateway flow: upstream chunk → :meth:`StreamScanner.feed` → the text that is safe to pass on.
+A match can straddle chunks ("sk-pro" + "j-Ab12…"), so the scanner holds back the tail that a
+match could still start in and releases everything before it. How much that is comes from the
+detectors: ``max_span`` for most kinds, and only from an anchor on for the long kinds (PEM
+blocks, JWTs). :meth:`flush` settles the rest at the end of the stream.
+
+The released text is, chunk boundaries regardless, exactly what a whole-text scan would redact:
+the detectors' matches at a position never depend on where scanning started, and nothing is
+released from inside a match or a group of overlapping matches.
+"""
+
+from __future__ import annotations
+
+from corral.guardrails._detector import Detector, Match
+from corral.guardrails._findings import Finding, Outcome, strongest
+from corral.guardrails._spans import redact, to_finding
+from corral.guardrails.config import GuardrailConfig
+
+# Lookbehinds in the detectors read one character; keep a few released characters as context.
+_LEFT_CONTEXT = 16
+
+
+class StreamScanner:
+    """Feed chunks in order, then call :meth:`flush` once. After a blocking finding the scanner
+    releases nothing more; ``blocked`` says so and the caller ends the response."""
+
+    def __init__(
+        self, detectors: tuple[Detector, ...], config: GuardrailConfig, location: str = "stream"
+    ) -> None:
+        self._detectors = detectors
+        self._config = config
+        self._location = location
+        self._buffer = ""
+        self._released = 0  # index in _buffer up to which text has been passed on
+        self._offset = 0  # absolute stream position of _buffer[0]
+        self._findings: list[Finding] = []
+        self._blocked = False
+        self._flushed = False
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(self._findings)
+
+    @property
+    def action(self) -> Outcome:
+        return strongest(self._findings)
+
+    @property
+    def blocked(self) -> bool:
+        return self._blocked
+
+    @property
+    def held_back(self) -> int:
+        """Characters received but not yet released."""
+        return len(self._buffer) - self._released
+
+    def feed(self, chunk: str) -> str:
+        if self._flushed:
+            raise RuntimeError("StreamScanner.feed: the stream was already flushed")
+        if not isinstance(chunk, str):
+            raise TypeError(f"StreamScanner.feed: expected str, got {type(chunk).__name__}")
+        if self._blocked:
+            return ""
+        self._buffer += chunk
+        frontier = min(
+            (d.settled_before(self._buffer, self._released) for d in self._detectors),
+            default=len(self._buffer),
+        )
+        return self._release(frontier)
+
+    def flush(self) -> str:
+        if self._flushed:
+            raise RuntimeError("StreamScanner.flush: the stream was already flushed")
+        released = "" if self._blocked else self._release(len(self._buffer))
+        self._flushed = True
+        return released
+
+    def _release(self, frontier: int) -> str:
+        settled: list[tuple[Detector, Match]] = []
+        for detector in self._detectors:
+            for match in detector.matches(self._buffer, self._released):
+                if match.match_start >= frontier:
+                    break
+                settled.append((detector, match))
+        cut = self._safe_cut(frontier, [m for _, m in settled])
+        if cut <= self._released:
+            return ""
+        found = [
+            finding
+            for detector, match in settled
+            if match.match_start < cut
+            and (finding := to_finding(detector, match, self._config, self._offset, self._location))
+            is not None
+        ]
+        found.sort(key=lambda f: f.span)
+        end = cut
+        blocking = [f for f in found if f.action == "block"]
+        if blocking:
+            self._blocked = True
+            end = self._group_start(blocking[0], found) - self._offset
+            found = [f for f in found if f.span[0] - self._offset < end] + [blocking[0]]
+        self._findings.extend(found)
+        start = self._released
+        text = self._buffer[start:end]
+        released = redact(text, [f for f in found if f.action != "block"], self._offset + start)
+        self._advance(cut)
+        return released
+
+    @staticmethod
+    def _safe_cut(frontier: int, matches: list[Match]) -> int:
+        """Move the cut back until it is inside no match (nor a reported span)."""
+        cut = frontier
+        moved = True
+        while moved:
+            moved = False
+            for match in matches:
+                start = min(match.match_start, match.start)
+                end = max(match.match_end, match.end)
+                if start < cut < end:
+                    cut = start
+                    moved = True
+        return cut
+
+    @staticmethod
+    def _group_start(first: Finding, found: list[Finding]) -> int:
+        start = first.span[0]
+        for finding in sorted(found, key=lambda f: f.span, reverse=True):
+            if finding.span[0] < start < finding.span[1]:
+                start = finding.span[0]
+        return start
+
+    def _advance(self, cut: int) -> None:
+        self._released = cut
+        drop = max(0, cut - _LEFT_CONTEXT)
+        self._buffer = self._buffer[drop:]
+        self._released -= drop
+        self._offset += drop
