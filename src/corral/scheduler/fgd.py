@@ -23,6 +23,7 @@ from corral.scheduler.policy import (
     ScoringPolicy,
     best_candidate_per_node,
     share_candidates,
+    without_whole_gpus,
 )
 from corral.scheduler.workload import FloatArray, TaskMix
 
@@ -63,8 +64,7 @@ class FGDPolicy(ScoringPolicy):
             after = self.meter.amount(cpu[node], mem[node], model[node], after_free)
             return best_candidate_per_node(node, gpu, fgd_score(before[node] - after))
         if task.num_gpu:
-            full = free == GPU_MILLI
-            free = np.where(full & (full.cumsum(axis=1) <= task.num_gpu), 0, free)
+            free = without_whole_gpus(free, task.num_gpu)
         after = self.meter.amount(cpu, mem, model, free)
         return fgd_score(before - after), np.full(rows.size, -1, dtype=np.int64)
 

@@ -38,6 +38,8 @@ class PolicyContext:
 
 
 class Policy(Protocol):
+    """Decides one task at a time; None means no node can take it now."""
+
     def place(self, task: Task) -> Placement | None: ...
 
 
@@ -171,3 +173,9 @@ def share_candidates(free: IntArray, milli: int) -> tuple[IntArray, IntArray]:
     repeat = ((free[:, :, None] == free[:, None, :]) & earlier).any(axis=2)
     node, gpu = np.nonzero((free >= milli) & ~repeat)
     return node.astype(np.int64), gpu.astype(np.int64)
+
+
+def without_whole_gpus(free: IntArray, count: int) -> IntArray:
+    """Per-GPU free milli after each node gives its first ``count`` fully free GPUs away."""
+    full = free == GPU_MILLI
+    return np.where(full & (full.cumsum(axis=1) <= count), 0, free)
