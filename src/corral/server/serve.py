@@ -56,6 +56,9 @@ from corral.server.http import (
 )
 from corral.server.route_feed import RouteFeed
 from corral.store import Store, open_store
+from corral.store.encryption import EncryptingStore, SecretKeyError, load_or_create_key
+
+SECRET_KEY_FILE = "secret.key"
 
 _READY_POLL_S = 0.01
 _HTTP = "http server"
@@ -121,9 +124,15 @@ async def serve(
     stop = stop or asyncio.Event()
     state_dir = prepare_state_dir(config.state_dir)
     store_url = config.resolved_store_url
+    try:
+        secret_key = load_or_create_key(state_dir / SECRET_KEY_FILE)
+    except SecretKeyError as error:
+        raise ServerError(str(error)) from None
     with _Signals(stop).installed() as signals:
         try:
-            store = await open_store(store_url)
+            # Secrets are sealed before the store sees them: disk, event log and history
+            # hold ciphertext only.
+            store: Store = EncryptingStore(await open_store(store_url), secret_key)
         except Exception as error:
             # Store errors may quote the URL they were given, password and all.
             shown = redact_url(store_url)
