@@ -32,7 +32,7 @@ $(BIN)/.installed: pyproject.toml scripts/ensure-llama-wheel.sh
 venv: $(BIN)/.installed
 
 up: venv
-	$(BIN)/corral up --state-dir $(STATE_DIR)
+	$(BIN)/corral up --state-dir $(STATE_DIR) -f examples/quickstart.yaml
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

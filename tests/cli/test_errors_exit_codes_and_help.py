@@ -9,7 +9,10 @@ import pytest
 
 from .helpers import Cli, clean_env
 
-COMMANDS = ["up", "serve", "apply", "diff", "delete", "get", "describe", "history", "rollback"]
+COMMANDS = [
+    "up", "serve", "apply", "diff", "delete", "get", "describe", "history", "rollback", "logs",
+    "chat",
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -40,6 +43,15 @@ def test_no_server_json_says_how_to_start_one(offline: Cli, tmp_path: Path) -> N
     )
 
 
+def test_chat_and_logs_find_the_server_like_every_command(offline: Cli, tmp_path: Path) -> None:
+    for args in (["chat", "-m", "hi"], ["chat"], ["logs", "endpoint/chat"]):
+        result = offline(*args)
+        assert result.returncode == 1
+        assert result.stderr.startswith(
+            f"error: no running corral found: {tmp_path / 'state' / 'server.json'} does not exist"
+        )
+
+
 def test_wrong_token_is_refused(cli: Cli) -> None:
     result = cli("get", "models", "--token", "not-the-token")
     assert result.returncode == 1
@@ -59,9 +71,16 @@ def test_missing_manifest_file_is_an_error_not_a_usage_error(offline: Cli) -> No
         (["apply"], "Missing option '-f'"),
         (["get", "models", "-o", "table"], "Invalid value for '-o'"),
         (["get", "model", "x", "-A"], "NAME and -A/--all-namespaces do not go together"),
-        (["serve", "--role", "gateway"], "unknown role(s) gateway"),
+        (["serve", "--role", "frontend"], "unknown role(s) frontend"),
         (["up", "--port", "70000"], "Invalid value for '--port'"),
         (["frobnicate"], "No such command 'frobnicate'"),
+        (["logs", "model/smol"], "Model objects have no logs: only endpoint objects have logs"),
+        (["logs", "widget/x"], "unknown kind 'widget': only endpoint objects have logs"),
+        (["logs", "chat"], "name what to read as KIND/NAME, e.g. endpoint/chat (got 'chat')"),
+        (["chat", "--temperature", "3"], "Invalid value for '--temperature'"),
+        (["chat", "--max-tokens", "0"], "Invalid value for '--max-tokens'"),
+        (["chat", "-m", " "], "the message is empty"),
+        (["up", "--wait-timeout", "0"], "Invalid value for '--wait-timeout'"),
     ],
 )
 def test_usage_errors_exit_2(offline: Cli, args: list[str], message: str) -> None:

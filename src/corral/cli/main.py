@@ -12,8 +12,10 @@ import click
 
 from corral import __version__
 from corral.cli.apply_commands import apply, delete, diff
+from corral.cli.chat_commands import chat
 from corral.cli.errors import is_expected, report
 from corral.cli.history_commands import history, rollback
+from corral.cli.logs_commands import logs
 from corral.cli.read_commands import describe, get
 from corral.cli.server_commands import serve, up
 
@@ -42,13 +44,13 @@ def cli() -> None:
     """corral: a control plane for AI models and agents.
 
     Declare Models and Endpoints as YAML, apply them, and corral makes it so. Start a server
-    with `corral up`, then `corral apply -f DIR`, `corral get endpoints`.
+    with `corral up -f STACK`, then `corral chat`, `corral apply -f DIR`, `corral get endpoints`.
 
     Exit codes: 0 ok, 1 error, 2 usage error (`corral diff`: 1 means differences).
     """
 
 
-for _command in (up, serve, apply, diff, delete, get, describe, history, rollback):
+for _command in (up, serve, apply, diff, delete, get, describe, history, rollback, logs, chat):
     cli.add_command(_command)
 
 

@@ -2,7 +2,8 @@
 
 :func:`remote_options` adds the options to a command and hands it a :class:`Remote`, which
 resolves the connection (flags, then ``CORRAL_URL``/``CORRAL_TOKEN``, then the state dir's
-``server.json`` and ``admin.token``) only when the command first needs a client.
+``server.json`` and ``admin.token``) only when the command first needs a client: the API
+client, or the gateway client (same server and token) for ``corral chat``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from corral.client import CorralClient
+    from corral.client import Connection, CorralClient, GatewayClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,11 +27,23 @@ class Remote:
     token: str | None
     state_dir: str | None
 
-    def client(self) -> CorralClient:
-        from corral.client import CorralClient, resolve_connection
+    def connection(self) -> Connection:
+        from corral.client import resolve_connection
 
-        connection = resolve_connection(self.server, self.token, self.state_dir)
+        return resolve_connection(self.server, self.token, self.state_dir)
+
+    def client(self) -> CorralClient:
+        from corral.client import CorralClient
+
+        connection = self.connection()
         return CorralClient(connection.url, connection.token)
+
+    def gateway(self) -> GatewayClient:
+        """The OpenAI-compatible gateway, on the same server and token as the API."""
+        from corral.client import GatewayClient, openai_base_url
+
+        connection = self.connection()
+        return GatewayClient(openai_base_url(connection.url), connection.token)
 
 
 def remote_options(func: F) -> F:

@@ -57,12 +57,38 @@ def _common_server_options(func: Any) -> Any:
     metavar="FILE|DIR",
     help="manifests to apply once the server is ready (validated before it starts)",
 )
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="after applying -f, show progress until its Endpoints serve, then how to call them",
+)
+@click.option(
+    "--wait-timeout",
+    type=click.IntRange(min=1),
+    default=300,
+    show_default=True,
+    metavar="SECONDS",
+    help="how long --wait waits before reporting what is not ready",
+)
 @click.option("--log-level", type=_LOG_LEVELS, default="warning", show_default=True)
-def up(host: str, port: int, state_dir: str, stack: tuple[str, ...], log_level: str) -> None:
-    """Run corral (API server and controllers) in this process, on SQLite in STATE_DIR.
+def up(
+    host: str,
+    port: int,
+    state_dir: str,
+    stack: tuple[str, ...],
+    wait: bool,
+    wait_timeout: int,
+    log_level: str,
+) -> None:
+    """Run corral (API server, gateway and controllers) in this process, on SQLite in STATE_DIR.
 
     Prints the URL and where the admin token is (the token itself only when it was just
     created). Other commands find this server through STATE_DIR/server.json. Ctrl+C stops it.
+
+    With -f, the stack is applied once the server is ready; then (unless --no-wait) corral
+    shows each Model and Endpoint until the Endpoints serve and prints how to call them, or
+    what failed and why. Either way it keeps serving.
     """
     from pathlib import Path
 
@@ -72,7 +98,7 @@ def up(host: str, port: int, state_dir: str, stack: tuple[str, ...], log_level: 
     manifests = load_validated(stack) if stack else None
     _configure_logging(log_level)
     config = ServerConfig(host=host, port=port, state_dir=Path(state_dir))
-    _run(config, manifests)
+    _run(config, manifests, wait_timeout if wait else None)
 
 
 @click.command()
@@ -135,7 +161,9 @@ def serve(
     _run(config, None)
 
 
-def _run(config: ServerConfig, stack: ManifestSet | None) -> None:
+def _run(
+    config: ServerConfig, stack: ManifestSet | None, wait_timeout: float | None = None
+) -> None:
     from corral.server import run
 
     async def on_ready(info: ServerInfo) -> None:
@@ -143,7 +171,9 @@ def _run(config: ServerConfig, stack: ManifestSet | None) -> None:
         if stack is not None and info.url is not None and info.token_path is not None:
             import asyncio
 
-            await asyncio.to_thread(_apply_stack, info.url, info.token_path.parent, stack)
+            await asyncio.to_thread(
+                _apply_stack, info.url, info.token_path.parent, stack, wait_timeout
+            )
 
     run(config, on_ready=on_ready)
 
@@ -167,16 +197,25 @@ def _announce(info: ServerInfo) -> None:
     sys.stdout.flush()
 
 
-def _apply_stack(url: str, state_dir: Path, stack: ManifestSet) -> None:
+def _apply_stack(url: str, state_dir: Path, stack: ManifestSet, wait_timeout: float | None) -> None:
+    """Apply the stack; then, with a timeout, follow it until it serves (or says why not)."""
     from corral.cli.manifests import outcome_line
     from corral.client import CorralClient
     from corral.client.discovery import read_token
 
     with CorralClient(url, read_token(state_dir)) as client:
         outcomes = client.apply(stack.objects, locations=stack.locations)
-    for outcome in outcomes:
-        click.echo(outcome_line(outcome))
-    sys.stdout.flush()
+        for outcome in outcomes:
+            click.echo(outcome_line(outcome))
+        sys.stdout.flush()
+        if wait_timeout is not None:
+            from corral.cli.stack_report import follow_stack
+            from corral.cli.stack_wait import Stack
+
+            follow_stack(
+                client, Stack.of(stack), url=url, state_dir=state_dir, timeout_s=wait_timeout
+            )
+            sys.stdout.flush()
 
 
 def _configure_logging(level: str) -> None:

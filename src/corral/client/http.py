@@ -164,6 +164,18 @@ class CorralClient:
         path = _object_path(resolve_kind(kind), namespace, name) + "/history"
         return list(self._json("GET", path).get("items") or [])
 
+    def endpoint_logs(
+        self, name: str, *, namespace: str = "default", tail: int | None = None
+    ) -> Records:
+        """The recent log lines of each of an Endpoint's replicas.
+
+        One record per replica: ``{"name", "model", "lines": [...]}``, at most ``tail`` lines
+        each (None: the server's default). NotFound when the Endpoint does not exist.
+        """
+        params = {"tail": str(tail)} if tail is not None else None
+        path = _object_path(resolve_kind("Endpoint"), namespace, name) + "/logs"
+        return list(self._json("GET", path, params=params).get("replicas") or [])
+
     def watch(
         self,
         kind: str,
