@@ -123,3 +123,18 @@ def test_status_is_dropped_on_the_way_in():
     doc = endpoint()
     doc["status"] = {"readyReplicas": 5}
     assert "status" not in validate_object(doc)
+
+
+def test_batch_names_both_places_of_a_duplicate_and_keeps_the_valid_ones():
+    from corral.api.validation import validate_documents
+
+    bad = endpoint(replicas=-1)
+    valid, found = validate_documents(
+        [(endpoint(), "a.yaml[0]"), (endpoint(), "b.yaml[2]"), (bad, "c.yaml[0]")]
+    )
+    assert [location for _, location in valid] == ["a.yaml[0]"]
+    assert [str(problem) for problem in found][0] == (
+        "b.yaml[2] metadata.name: Endpoint/default/chat is declared twice: at a.yaml[0] and here"
+    )
+    assert found[1].location == "c.yaml[0]"
+    assert found[1].path == "spec.replicas"

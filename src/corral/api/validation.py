@@ -8,6 +8,7 @@ reported with its field path, and with the manifest location when one is given.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -17,10 +18,13 @@ from corral.api.errors import FieldError, Invalid
 from corral.api.objects import (
     API_VERSION,
     MAX_OBJECT_BYTES,
+    Object,
+    ObjectKey,
     ObjectMeta,
     label_key_problem,
     label_value_problem,
     name_problem,
+    object_key,
 )
 from corral.api.registry import KindInfo, lookup_kind
 
@@ -106,6 +110,39 @@ def validate_object(
             ],
         )
     return obj
+
+
+def validate_documents(
+    documents: Iterable[tuple[Any, str]], *, default_namespace: str = "default"
+) -> tuple[list[tuple[Object, str]], list[FieldError]]:
+    """Validate a batch of ``(document, location)`` pairs the way one apply must see them.
+
+    Returns the valid objects with their locations and every problem of every document,
+    including an object (kind, namespace, name) declared twice, which names both places.
+    Callers add their own checks and decide how to summarise; nothing is raised here.
+    """
+    problems: list[FieldError] = []
+    valid: list[tuple[Object, str]] = []
+    first_seen: dict[ObjectKey, str] = {}
+    for document, location in documents:
+        try:
+            obj = validate_object(document, location=location, default_namespace=default_namespace)
+        except Invalid as error:
+            problems.extend(error.causes or [FieldError("", error.message, location)])
+            continue
+        key = object_key(obj)
+        if key in first_seen:
+            problems.append(
+                FieldError(
+                    "metadata.name",
+                    f"{key} is declared twice: at {first_seen[key]} and here",
+                    location,
+                )
+            )
+            continue
+        first_seen[key] = location
+        valid.append((obj, location))
+    return valid, problems
 
 
 def _check_meta(

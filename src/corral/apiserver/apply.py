@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from corral.api.errors import BadRequest, FieldError, Invalid
-from corral.api.objects import Object, ObjectKey, object_key
+from corral.api.objects import Object, object_key
 from corral.api.registry import all_kinds, lookup_kind
-from corral.api.validation import validate_object
+from corral.api.validation import validate_documents
 from corral.apiserver.namespaces import NAMESPACE_KIND, missing_namespaces
 from corral.apiserver.resources import actor_of
 from corral.apiserver.wire import (
@@ -133,30 +133,10 @@ def _parse_prune(prune: Any) -> tuple[str | None, list[str] | None]:
 
 async def _validated_batch(store: Store, batch: _ApplyRequest) -> list[Object]:
     """Every item validated; raise Invalid naming every problem of every item."""
-    problems: list[FieldError] = []
-    located: list[tuple[Object, str]] = []
-    first_seen: dict[ObjectKey, str] = {}
-    for doc, location in zip(batch.items, batch.locations, strict=True):
-        try:
-            obj = validate_object(doc, location=location)
-        except Invalid as error:
-            problems.extend(error.causes or [FieldError("", error.message, location)])
-            continue
-        key = object_key(obj)
-        if key in first_seen:
-            problems.append(
-                FieldError(
-                    "metadata.name",
-                    f"{key} is declared twice in this apply: at {first_seen[key]} and here",
-                    location,
-                )
-            )
-            continue
-        first_seen[key] = location
-        located.append((obj, location))
-
-    declared = {key.name for key in first_seen if key.kind == NAMESPACE_KIND}
-    wanted = {key.namespace for key in first_seen if key.namespace} - declared
+    located, problems = validate_documents(zip(batch.items, batch.locations, strict=True))
+    keys = [object_key(obj) for obj, _ in located]
+    declared = {key.name for key in keys if key.kind == NAMESPACE_KIND}
+    wanted = {key.namespace for key in keys if key.namespace} - declared
     missing = await missing_namespaces(store, wanted)
     for obj, location in located:
         namespace = object_key(obj).namespace

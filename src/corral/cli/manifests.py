@@ -21,39 +21,19 @@ class ManifestSet:
 
 def load_validated(sources: Sequence[str], *, namespace: str = "default") -> ManifestSet:
     """Every document of ``sources``, validated and defaulted; raise naming every problem."""
-    from corral.api.errors import BadRequest, FieldError, Invalid
+    from corral.api.errors import BadRequest, Invalid
     from corral.api.manifest import load_manifests
-    from corral.api.objects import ObjectKey, object_key
-    from corral.api.validation import validate_object
+    from corral.api.validation import validate_documents
 
     documents = load_manifests(sources)
     if not documents:
         raise BadRequest(f"no objects found in {', '.join(sources)}")
-    problems: list[FieldError] = []
-    objects: list[Object] = []
-    locations: list[str] = []
-    first_seen: dict[ObjectKey, str] = {}
-    for document in documents:
-        try:
-            obj = validate_object(
-                document.body, location=document.location, default_namespace=namespace
-            )
-        except Invalid as error:
-            problems.extend(error.causes or [FieldError("", error.message, document.location)])
-            continue
-        key = object_key(obj)
-        if key in first_seen:
-            problems.append(
-                FieldError(
-                    "metadata.name",
-                    f"{key} is declared twice: at {first_seen[key]} and here",
-                    document.location,
-                )
-            )
-            continue
-        first_seen[key] = document.location
-        objects.append(obj)
-        locations.append(document.location)
+    valid, problems = validate_documents(
+        ((document.body, document.location) for document in documents),
+        default_namespace=namespace,
+    )
+    objects = [obj for obj, _ in valid]
+    locations = [location for _, location in valid]
     if problems:
         bad = len({problem.location for problem in problems})
         raise Invalid(
