@@ -133,7 +133,7 @@ def test_batch_names_both_places_of_a_duplicate_and_keeps_the_valid_ones():
         [(endpoint(), "a.yaml[0]"), (endpoint(), "b.yaml[2]"), (bad, "c.yaml[0]")]
     )
     assert [location for _, location in valid] == ["a.yaml[0]"]
-    assert [str(problem) for problem in found][0] == (
+    assert str(found[0]) == (
         "b.yaml[2] metadata.name: Endpoint/default/chat is declared twice: at a.yaml[0] and here"
     )
     assert found[1].location == "c.yaml[0]"
