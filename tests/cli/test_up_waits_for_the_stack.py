@@ -134,7 +134,9 @@ def test_a_crashing_replica_keeps_the_wait_going_until_the_timeout() -> None:
     failed = late.items[1]
     assert failed.phase is Phase.FAILED
     assert failed.details[0] == "not ready after 300 s (0/1 replicas ready (CrashLoopBackOff))"
-    report = "\n".join(line.plain for line in outcome_lines(late, None, url="U", state_dir=DIR))
+    report = "\n".join(
+        line.plain for line in outcome_lines(late, None, url="U", base_url="U/v1", state_dir=DIR)
+    )
     assert "replica default.chat.smol.0: CrashLoopBackOff (exit code 2, 2 restart(s))" in report
     assert "      | error: unrecognized arguments: --bogus 1" in report
     assert "corral keeps serving at U" in report
@@ -162,13 +164,18 @@ def test_a_ready_endpoint_settles_the_stack_and_says_how_to_call_it() -> None:
     )
     state = assess(stack(), {MODEL_KEY: ready_model(), ENDPOINT_KEY: endpoint}, timed_out=False)
     assert state.settled
-    report = [line.plain for line in outcome_lines(state, None, url="http://h:1", state_dir=DIR)]
+    report = [
+        line.plain
+        for line in outcome_lines(
+            state, None, url="http://h:1", base_url="http://h:1/v1", state_dir=DIR
+        )
+    ]
     assert "✓ endpoint/chat is ready: 1/1 replica(s) serving" in report
     assert '    -H "Authorization: Bearer $(cat /srv/corral/admin.token)" \\' in report
 
 
 def test_snippets_name_the_endpoint_and_state_dir_when_not_the_defaults() -> None:
-    lines = how_to_call(Target(ENDPOINT, "team-a", "summarize"), "http://h:1", DIR)
+    lines = how_to_call(Target(ENDPOINT, "team-a", "summarize"), "http://h:1/v1", DIR)
     assert "  corral chat team-a/summarize --state-dir /srv/corral" in lines
     assert "  curl -s http://h:1/v1/chat/completions \\" in lines
     assert '  client = OpenAI(base_url="http://h:1/v1",' in lines

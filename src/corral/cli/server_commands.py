@@ -171,8 +171,12 @@ def _run(
         if stack is not None and info.url is not None and info.token_path is not None:
             import asyncio
 
+            from corral.client import openai_base_url
+
+            base_url = info.openai_base_url or openai_base_url(info.url)
+            state_dir = info.token_path.parent
             await asyncio.to_thread(
-                _apply_stack, info.url, info.token_path.parent, stack, wait_timeout
+                _apply_stack, info.url, base_url, state_dir, stack, wait_timeout
             )
 
     run(config, on_ready=on_ready)
@@ -186,6 +190,8 @@ def _announce(info: ServerInfo) -> None:
         lines.append(f"corral {', '.join(sorted(info.roles))} running (no API server here)")
     lines.append(f"  roles:       {', '.join(sorted(info.roles))}")
     lines.append(f"  store:       {info.store}")
+    if info.openai_base_url is not None:
+        lines.append(f"  OpenAI API:  {info.openai_base_url}   (API key: the admin token)")
     if info.token_path is not None:
         lines.append(f"  admin token: {info.token_path}")
     if info.new_token is not None:
@@ -197,7 +203,9 @@ def _announce(info: ServerInfo) -> None:
     sys.stdout.flush()
 
 
-def _apply_stack(url: str, state_dir: Path, stack: ManifestSet, wait_timeout: float | None) -> None:
+def _apply_stack(
+    url: str, base_url: str, state_dir: Path, stack: ManifestSet, wait_timeout: float | None
+) -> None:
     """Apply the stack; then, with a timeout, follow it until it serves (or says why not)."""
     from corral.cli.manifests import outcome_line
     from corral.client import CorralClient
@@ -213,7 +221,12 @@ def _apply_stack(url: str, state_dir: Path, stack: ManifestSet, wait_timeout: fl
             from corral.cli.stack_wait import Stack
 
             follow_stack(
-                client, Stack.of(stack), url=url, state_dir=state_dir, timeout_s=wait_timeout
+                client,
+                Stack.of(stack),
+                url=url,
+                base_url=base_url,
+                state_dir=state_dir,
+                timeout_s=wait_timeout,
             )
             sys.stdout.flush()
 

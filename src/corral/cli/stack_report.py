@@ -33,7 +33,13 @@ _GREETING = '[{"role": "user", "content": "Hello!"}]'
 
 
 def follow_stack(
-    client: CorralClient, stack: Stack, *, url: str, state_dir: Path, timeout_s: float
+    client: CorralClient,
+    stack: Stack,
+    *,
+    url: str,
+    base_url: str,
+    state_dir: Path,
+    timeout_s: float,
 ) -> StackState | None:
     """Wait for ``stack`` with a progress display, then print the outcome; None if interrupted."""
     if stack.empty:
@@ -44,13 +50,18 @@ def follow_stack(
     finally:
         display.close()
     if state is not None:
-        render.emit(*outcome_lines(state, client, url=url, state_dir=state_dir))
+        lines = outcome_lines(state, client, url=url, base_url=base_url, state_dir=state_dir)
+        render.emit(*lines)
     return state
 
 
 def outcome_lines(
-    state: StackState, client: CorralClient | None, *, url: str, state_dir: Path
+    state: StackState, client: CorralClient | None, *, url: str, base_url: str, state_dir: Path
 ) -> list[Text]:
+    """The ending: failures with their reasons, then how to call what is ready.
+
+    ``url`` is the server's; ``base_url`` the gateway's OpenAI base URL (``URL/v1``).
+    """
     lines: list[Text] = [Text("")]
     failed = [item for item in state.items if item.phase is Phase.FAILED]
     for item in failed:
@@ -62,7 +73,7 @@ def outcome_lines(
         serving = f"{item.ready_replicas}/{item.desired_replicas} replica(s) serving"
         lines.append(Text(f"✓ {item.target.label} is ready: {serving}", "green"))
     if ready:
-        lines.extend(Text(line) for line in how_to_call(ready[0].target, url, state_dir))
+        lines.extend(Text(line) for line in how_to_call(ready[0].target, base_url, state_dir))
     if failed:
         lines.append(Text(""))
         lines.append(
@@ -75,7 +86,7 @@ def outcome_lines(
     return lines
 
 
-def how_to_call(endpoint: Target, url: str, state_dir: Path) -> list[str]:
+def how_to_call(endpoint: Target, base_url: str, state_dir: Path) -> list[str]:
     """``corral chat``, ``curl`` and ``openai`` Python snippets for ``endpoint``, ready to paste."""
     model = endpoint.public_name
     token_file = state_dir / "admin.token"
@@ -89,7 +100,7 @@ def how_to_call(endpoint: Target, url: str, state_dir: Path) -> list[str]:
         f"  {chat}",
         "",
         "Call it with curl (an OpenAI-compatible API):",
-        f"  curl -s {url}/v1/chat/completions \\",
+        f"  curl -s {base_url}/chat/completions \\",
         f'    -H "Authorization: Bearer $(cat {shlex.quote(str(token_file))})" \\',
         '    -H "Content-Type: application/json" \\',
         f"    -d {shlex.quote(body)}",
@@ -98,7 +109,7 @@ def how_to_call(endpoint: Target, url: str, state_dir: Path) -> list[str]:
         "  from pathlib import Path",
         "  from openai import OpenAI",
         "",
-        f"  client = OpenAI(base_url={json.dumps(url + '/v1')},",
+        f"  client = OpenAI(base_url={json.dumps(base_url)},",
         f"                  api_key=Path({json.dumps(str(token_file))}).read_text().strip())",
         f"  reply = client.chat.completions.create(model={json.dumps(model)},",
         f"                                         messages={_GREETING})",
