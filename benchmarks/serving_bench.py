@@ -187,6 +187,7 @@ def report_ttft(runs: list[FirstToken], console: Console) -> None:
 class LoadResult:
     outcomes: Counter[str] = field(default_factory=Counter)
     ok_latencies: list[float] = field(default_factory=list)
+    failed_latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
     recovery_s: float | None = None
     noticed_s: float | None = None
@@ -208,6 +209,7 @@ def run_load(url: str, token: str, duration_s: float, kill: bool) -> LoadResult:
                         result.ok_latencies.append(elapsed)
                     elif failure:
                         result.failures[failure] += 1
+                        result.failed_latencies.append(elapsed)
 
     threads = [threading.Thread(target=client_loop) for _ in range(CLIENTS)]
     started = time.perf_counter()
@@ -296,6 +298,7 @@ def report_kill(baseline: LoadResult, killed: LoadResult, console: Console) -> N
     both("ok latency p95 (s)", lambda r: _quantile(r.ok_latencies, 0.95))
     both("ok latency max (s)", lambda r: f"{max(r.ok_latencies, default=0):.2f}")
     both("failures", lambda r: ", ".join(f"{k}: {n}" for k, n in r.failures.items()) or "-")
+    both("failed: slowest to fail (s)", lambda r: _seconds(max(r.failed_latencies, default=None)))
     both("kill → corral noticed (s)", lambda r: _seconds(r.noticed_s))
     both("kill → 2/2 ready again (s)", lambda r: _seconds(r.recovery_s))
     console.print(table)
