@@ -14,10 +14,9 @@
     until the Endpoint is at full strength again (readyReplicas == 2 with the killed replica
     restarted). Goals: back at full strength <= 10 s; 0 hung requests.
 
-    The replicas run with ``interrupt_requests: false``: llama-cpp-python's default (true)
-    abandons a streaming reply whenever another request reaches the same server, which under
-    concurrent load cuts most streams short (they end in ``[DONE]`` with no finish reason, and
-    corral's client reports them as incomplete) and would hide what the kill costs.
+    The replicas run with corral's llamacpp default ``interrupt_requests: false`` (the runtime
+    sets it): llama-cpp-python's own default (true) abandons a streaming reply whenever another
+    request reaches the same server, which under concurrent load cuts most streams short.
 
     python benchmarks/serving_bench.py [--quick] [--only ttft|kill]
 
@@ -79,7 +78,7 @@ metadata: {name: bench}
 spec:
   models: [{model: smollm2-135m}]
   replicas: 2
-  runtime: {type: llamacpp, options: {n_ctx: 1024, n_threads: 1, interrupt_requests: false}}
+  runtime: {type: llamacpp, options: {n_ctx: 1024, n_threads: 1}}
 """
 
 

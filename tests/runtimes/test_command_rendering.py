@@ -71,6 +71,8 @@ def test_llamacpp_command_puts_options_in_llamacpp_spelling_after_managed_ones(
         "8123",
         "--model_alias",
         "smollm2",
+        "--interrupt_requests",
+        "false",
         "--n_ctx",
         "512",
         "--chat_format",
@@ -105,6 +107,15 @@ def test_llamacpp_options_parse_with_the_servers_own_parser(model_file: Path) ->
     assert (model.n_ctx, model.verbose, model.embedding) == (512, False, True)
     assert (model.chat_format, model.seed, model.model_alias) == ("chatml", 7, "smollm2")
     assert (server.host, server.port) == ("127.0.0.1", 8123)
+    # Concurrent clients queue instead of cutting each other's streams short.
+    assert server.interrupt_requests is False
+
+
+def test_llamacpp_interrupt_requests_can_be_turned_back_on(model_file: Path) -> None:
+    spec = _spec("llamacpp", {"interrupt_requests": True}, model_path=str(model_file))
+    argv = LlamaCppProvider().plan(spec, 8123).argv
+    assert argv.count("--interrupt_requests") == 1
+    assert argv[argv.index("--interrupt_requests") + 1] == "true"
 
 
 def test_llamacpp_keeps_a_model_alias_and_probes_with_the_api_key(model_file: Path) -> None:

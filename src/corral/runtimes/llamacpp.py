@@ -1,7 +1,13 @@
 """The ``llamacpp`` runtime: llama-cpp-python's OpenAI-compatible server as a child process.
 
 Rendered as ``python -m llama_cpp.server --model PATH --host 127.0.0.1 --port PORT
---model_alias MODEL [--option value ...]``; ready when ``GET /v1/models`` answers 200.
+--model_alias MODEL --interrupt_requests false [--option value ...]``; ready when
+``GET /v1/models`` answers 200.
+
+``interrupt_requests`` defaults to false here (llama-cpp-python's own default is true): with it
+on, a new request abandons the stream in flight, so concurrent clients get replies cut short
+with no finish reason. Queueing is what a server behind a gateway should do; an Endpoint can
+still set the option.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class LlamaCppProvider:
         # Name the model as clients know it, so /v1/models lists the Endpoint's model name.
         if "model_alias" not in options and "model-alias" not in options:
             argv.extend(["--model_alias", spec.model])
+        if "interrupt_requests" not in options and "interrupt-requests" not in options:
+            argv.extend(["--interrupt_requests", "false"])
         argv.extend(
             render_options(options, reserved=_RESERVED, spelling="snake_case", booleans="value")
         )
