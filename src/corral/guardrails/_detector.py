@@ -12,6 +12,12 @@ Two properties keep the stream exact, and every detector declares them:
 - ``anchors``: optional literal prefixes every match starts with; a detector with anchors only
   holds back text from an anchor on, so a long-match kind (PEM blocks, JWTs) does not make the
   stream hold back kilobytes of ordinary text.
+
+Speed comes from the shape of the combined regex (``re`` tries every alternative at every
+position): each alternative starts with a consuming literal or character class, so the engine
+rejects it on one character compare, and the rule's name is an empty group at its end (a leading
+group or lookbehind would defeat that check). A detector whose matches all contain a rare
+``key`` (the ``@`` of an email) runs the full regex only in a window around each key.
 """
 
 from __future__ import annotations
@@ -54,12 +60,26 @@ class Detector:
         lookahead: int = 1,
         anchors: tuple[str, ...] = (),
         flags: int = 0,
+        key: str | None = None,
+        key_back: int = 0,
+        fold_case: bool = False,
     ) -> None:
         self.category: Category = category
         self.rules = {name: rule for name, (_, rule) in rules.items()}
+        # Kept so a benchmark can compile each rule on its own and compare.
+        self.sources = {name: source for name, (source, _) in rules.items()}
         self.pattern = re.compile(
-            "|".join(f"(?P<{name}>{source})" for name, (source, _) in rules.items()), flags
+            "|".join(f"(?:{source})(?P<{name}>)" for name, (source, _) in rules.items()), flags
         )
+        # Every match starts at most ``key_back`` characters before an occurrence of ``key``.
+        self.key = re.compile(key) if key is not None else None
+        self._key_ignorecase = re.compile(key, re.IGNORECASE) if key is not None else None
+        self.key_back = key_back
+        # Case-insensitive rules are written in lower case and run over ``text.lower()``:
+        # re.IGNORECASE would turn every literal into a slower case-folding compare. Texts whose
+        # length changes when lowered (a dotted capital I) use the IGNORECASE twin instead.
+        self.fold_case = fold_case
+        self._ignorecase = re.compile(self.pattern.pattern, flags | re.IGNORECASE)
         self.max_span = max_span
         self.lookahead = lookahead
         self.anchors = anchors
@@ -71,20 +91,44 @@ class Detector:
     def matches(self, text: str, pos: int = 0) -> Iterator[Match]:
         """Leftmost matches from ``pos`` on; a candidate its validator rejects is retried one
         character later, so the result at a position never depends on where scanning began."""
-        search = self.pattern.search
+        original = text
+        pattern, key = self.pattern, self.key
+        if self.fold_case:
+            text = text.lower()
+            if len(text) != len(original):
+                text, pattern, key = original, self._ignorecase, self._key_ignorecase
         while True:
-            found = search(text, pos)
+            found = (
+                pattern.search(text, pos) if key is None else self._search(pattern, key, text, pos)
+            )
             if found is None:
                 return
             name = found.lastgroup
             assert name is not None  # every alternative is a named group
             rule = self.rules[name]
             start, end = found.span(rule.group) if rule.group else found.span()
-            if rule.validate is not None and not rule.validate(text[start:end]):
+            if rule.validate is not None and not rule.validate(original[start:end]):
                 pos = found.start() + 1
                 continue
             yield Match(rule, start, end, found.start(), found.end())
             pos = found.end() if found.end() > found.start() else found.start() + 1
+
+    def _search(
+        self, pattern: re.Pattern[str], key: re.Pattern[str], text: str, pos: int
+    ) -> re.Match[str] | None:
+        reach = self.max_span + self.lookahead + 1
+        while (hit := key.search(text, pos)) is not None:
+            if self.key_back == 0:
+                found = pattern.match(text, hit.start())
+            else:
+                # The window ends far enough past the key that a match starting at or before it
+                # is seen whole; one starting later belongs to a later key, found from there.
+                start = max(pos, hit.start() - self.key_back)
+                found = pattern.search(text, start, min(len(text), hit.start() + reach))
+            if found is not None and found.start() <= hit.start():
+                return found
+            pos = hit.start() + 1
+        return None
 
     def settled_before(self, text: str, pos: int) -> int:
         """The first position at which a match might still change when more text arrives."""

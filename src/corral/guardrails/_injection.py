@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 
 from corral.guardrails._detector import Detector, Match, Rule
 
@@ -130,13 +129,8 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
         r"|\bmy instructions are\b|\bi was instructed to\b",
         Rule("system_prompt_exfiltration", "high"),
     ),
-    "base64_blob": (
-        r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,4096}={0,2}(?![A-Za-z0-9+/=])",
-        Rule("encoded_payload", "high", _decodes_to_text),
-    ),
-    "persona_names": (
-        r"(?-i:\b(?:DAN|STAN|DUDE|AIM|APOPHIS|BISH|KEVIN|UCAR|NRAF|AntiGPT|BetterDAN|Mongo Tom)\b)"
-        r"|\bjailbreak\b|\bdeveloper mode\b|\bsystem[ _]?prompt\b",
+    "weak_terms": (
+        r"\bjailbreak\b|\bdeveloper mode\b|\bsystem[ _]?prompt\b",
         Rule("jailbreak_cue", "medium"),
     ),
     "persona": (
@@ -155,11 +149,52 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
     ),
 }
 
+# Persona names only count in capitals ("DAN", not "Dan"), so they are matched case-sensitively.
+_NAME_RULES: dict[str, tuple[str, Rule]] = {
+    "persona_names": (
+        r"\b(?:DAN|STAN|DUDE|AIM|APOPHIS|BISH|KEVIN|UCAR|NRAF|AntiGPT|BetterDAN|Mongo Tom)\b",
+        Rule("jailbreak_cue", "medium"),
+    ),
+}
+
+_BLOB_RULES: dict[str, tuple[str, Rule]] = {
+    "base64_blob": (
+        r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{80,4096}={0,2}(?![A-Za-z0-9+/=])",
+        Rule("encoded_payload", "high", _decodes_to_text),
+    ),
+}
+
+# Every rule above opens with one of these words (or "[" / a padlock emoji), so the full regex is
+# only tried where one starts. Matching runs over the lower-cased text.
+_FIRST_WORDS = (
+    "ignor", "disregard", "forget", "skip", "overrid", "bypass", "neglect", "abandon",
+    "discard", "overwrit", "new", "updat", "real", "actual", "true", "nevermind", "stop",
+    "from", "modif", "reprogram", "chang", "do", "strive", "always", "fully", "no", "zero",
+    "break", "jailbr", "developer", "god", "sudo", "unrestricted", "evil", "opposite",
+    "stay", "without", "free", "not", "broken", "don", "beyond", "amoral", "unfiltered",
+    "uncensored", "unlimited", "unhinged", "never", "reveal", "show", "print", "repeat",
+    "output", "display", "tell", "give", "share", "disclose", "leak", "dump", "spell",
+    "translate", "encode", "summari", "list", "write", "recite", "copy", "paste", "return",
+    "what", "beginning", "my", "i", "text", "instructions", "prompt", "words", "system",
+    "act", "pretend", "role", "you", "immerse", "simulate", "hypothetical", "in",
+    "fictional", "alter", "persona", "answer", "respond", "two", "openai", "anthropic",
+    "content", "ethical", "immoral", "unethical", "illegal", "offensive", "explicit",
+    "profanity", "swear", "harmful", "dangerous", "censored", "refus", "disclaimer",
+    "warning",
+)  # fmt: skip
+_KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[🔓🔒]"
+
 _WEIGHTS = {"high": STRONG, "medium": WEAK, "low": WEAK, "critical": STRONG}
 
 
-def injection_detector() -> Detector:
-    return Detector("injection", INJECTION_RULES, max_span=4200, lookahead=1, flags=re.IGNORECASE)
+def injection_detectors() -> tuple[Detector, ...]:
+    # Injection is judged on whole inputs and never streamed, so max_span (which sizes stream
+    # hold-back) is nominal here.
+    return (
+        Detector("injection", INJECTION_RULES, max_span=300, lookahead=1, fold_case=True, key=_KEY),
+        Detector("injection", _NAME_RULES, max_span=16, lookahead=1, key="[ABDKMNSU][A-Za-z]"),
+        Detector("injection", _BLOB_RULES, max_span=4100, lookahead=1, key="[A-Za-z0-9+/]{80}"),
+    )
 
 
 def injection_score(matches: list[Match]) -> float:

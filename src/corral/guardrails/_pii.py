@@ -26,51 +26,89 @@ def _e164_length_ok(candidate: str) -> bool:
     return 8 <= digits <= 15
 
 
-PII_RULES: dict[str, tuple[str, Rule]] = {
+# Each alternative opens with a consuming character class and checks the character before it with
+# a two-character lookbehind afterwards (see _detector: that keeps the combined regex fast).
+EMAIL_RULES: dict[str, tuple[str, Rule]] = {
     "email": (
-        r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,30}\.){1,3}[A-Za-z]{2,24}(?![\w-])",
+        r"[A-Za-z0-9](?<![\w.%+-][A-Za-z0-9])[A-Za-z0-9._%+-]{0,63}@"
+        r"(?:[A-Za-z0-9-]{1,30}\.){1,3}[A-Za-z]{2,24}(?![\w-])",
         Rule("email", "medium"),
     ),
+}
+
+PII_RULES: dict[str, tuple[str, Rule]] = {
     "iban": (
-        r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![A-Za-z0-9])",
+        r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?"
+        r"(?![A-Za-z0-9])",
         Rule("iban", "high", iban_valid),
     ),
     "it_fiscal_code": (
-        r"(?<![A-Za-z0-9])[A-Z]{6}\d{2}[ABCDEHLMPRST]\d{2}[A-Z]\d{3}[A-Z](?![A-Za-z0-9])",
+        r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]{5}\d{2}[ABCDEHLMPRST]\d{2}[A-Z]\d{3}[A-Z](?![A-Za-z0-9])",
         Rule("national_id", "high", italian_fiscal_code_valid),
     ),
-    "es_dni": (
-        r"(?<![A-Za-z0-9-])[XYZ]?\d{7,8}-?[A-Z](?![A-Za-z0-9])",
+    "es_nie": (
+        r"[XYZ](?<![A-Za-z0-9-][XYZ])\d{7}-?[A-Z](?![A-Za-z0-9])",
         Rule("national_id", "high", spanish_dni_valid),
     ),
     "us_ssn": (
-        r"(?<![\d-])\d{3}(?P<ssn_sep>[- ])\d{2}(?P=ssn_sep)\d{4}(?![\d-])",
+        r"\d(?<![\d-]\d)\d{2}(?P<ssn_sep>[- ])\d{2}(?P=ssn_sep)\d{4}(?![\d-])",
         Rule("us_ssn", "high", us_ssn_valid),
     ),
+    "es_dni": (
+        r"\d(?<![A-Za-z0-9-]\d)\d{6,7}-?[A-Z](?![A-Za-z0-9])",
+        Rule("national_id", "high", spanish_dni_valid),
+    ),
     "card": (
-        r"(?<![\d-])\d{4}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d-])",
+        r"\d(?<![\d-]\d)\d{3}(?:[ -]?\d{2,4}){2,4}(?:[ -]?\d{1,3})?(?![\d-])",
         Rule("credit_card", "critical", card_number_valid),
     ),
     "phone_intl": (
-        r"(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,4}){2,5}(?![\d-])",
+        r"\+(?<![\w+]\+)[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\))?(?:[ .-]?\d{1,4}){2,5}(?![\d-])",
         Rule("phone", "medium", _e164_length_ok),
     ),
+    "phone_nanp_paren": (
+        r"\((?<![\w+(-]\()\d{3}\) ?\d{3}[-.]\d{4}(?![\d-])",
+        Rule("phone", "medium"),
+    ),
     "phone_nanp": (
-        r"(?<![\w+(-])(?:\(\d{3}\) ?|\d{3}[-.])\d{3}[-.]\d{4}(?![\d-])",
+        r"\d(?<![\w+(-]\d)\d{2}[-.]\d{3}[-.]\d{4}(?![\d-])",
         Rule("phone", "medium"),
     ),
     "ipv4": (
-        rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)",
+        # The first octet is spelled out after its first digit so the alternative opens with \d.
+        r"\d(?<![\w.]\d)(?:(?<=2)5[0-5]|(?<=2)[0-4]\d|(?<=1)\d\d|(?<=[1-9])\d|)"
+        rf"(?:\.{_OCTET}){{3}}(?![\w]|\.\d)",
         Rule("ip_address", "low"),
     ),
+}
+
+IPV6_RULES: dict[str, tuple[str, Rule]] = {
     "ipv6": (
         rf"(?<![\w:.])(?:(?:{_H16}:){{7}}{_H16}|(?:{_H16}:){{1,6}}(?::{_H16}){{1,6}}"
-        rf"|(?:{_H16}:){{1,7}}:|::(?:{_H16}:){{0,5}}{_H16})(?![\w]|\.\d)",
+        rf"|(?:{_H16}:){{1,7}}:|::(?:{_H16}:){{0,5}}{_H16})(?![\w:]|\.\d)",
         Rule("ip_address", "low", lambda s: s.count(":") >= 2 and any(c.isdigit() for c in s)),
     ),
 }
 
 
+def email_detector() -> Detector:
+    # Emails are found from their "@": the local part is at most 64 characters before it.
+    return Detector("pii", EMAIL_RULES, max_span=185, lookahead=1, key="@", key_back=64)
+
+
 def pii_detector() -> Detector:
-    # An email (≤ 64 + 1 + 3 × 31 + 24) bounds the span; everything else is shorter.
-    return Detector("pii", PII_RULES, max_span=185, lookahead=2)
+    # Every match opens with a digit, a capital, "+" or "(" followed by a digit, capital or dot.
+    return Detector(
+        "pii", PII_RULES, max_span=64, lookahead=2, key="[0-9A-Z+(][0-9A-Z.]", key_back=0
+    )
+
+
+def ipv6_detector() -> Detector:
+    # Only looked at around "x:y" pairs of hex digits or colons, which prose rarely has.
+    return Detector(
+        "pii", IPV6_RULES, max_span=48, lookahead=2, key="[0-9A-Fa-f:]:[0-9A-Fa-f:]", key_back=40
+    )
+
+
+def all_pii_detectors() -> tuple[Detector, ...]:
+    return (email_detector(), pii_detector(), ipv6_detector())

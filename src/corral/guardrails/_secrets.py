@@ -24,29 +24,29 @@ def _secret_rules(min_entropy: float) -> dict[str, tuple[str, Rule]]:
 
     return {
         "anthropic_key": (
-            r"(?<![\w-])sk-ant-[a-z]{2,8}\d{2}-[A-Za-z0-9_-]{32,200}(?![\w-])",
+            r"s(?<![\w-]s)k-ant-[a-z]{2,8}\d{2}-[A-Za-z0-9_-]{32,200}(?![\w-])",
             Rule("api_key", "critical"),
         ),
         "openai_key": (
-            r"(?<![\w-])sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,180}(?![\w-])",
+            r"s(?<![\w-]s)k-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,180}(?![\w-])",
             Rule("api_key", "critical", _openai_style_key),
         ),
         "aws_access_key_id": (
-            r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AIDA|AROA)[A-Z0-9]{16}(?![A-Za-z0-9])",
+            r"A(?<![A-Za-z0-9]A)(?:KIA|SIA|BIA|CCA|IDA|ROA)[A-Z0-9]{16}(?![A-Za-z0-9])",
             Rule("aws_access_key_id", "critical"),
         ),
         "aws_secret": (
-            r"(?i:aws_?secret(?:_access)?_?key|secret_?access_?key)"
+            r"[AaSs](?i:(?<=a)ws_?secret(?:_access)?_?key|(?<=s)ecret_?access_?key)"
             r"[\"']?[ \t]{0,3}[:=][ \t]{0,3}[\"']?"
             r"(?P<aws_secret_value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
             Rule("aws_secret_access_key", "critical", random_value, group="aws_secret_value"),
         ),
         "github_token": (
-            r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,40}|github_pat_[A-Za-z0-9_]{22,120})(?![\w-])",
+            r"g(?<![\w-]g)(?:h[pousr]_[A-Za-z0-9]{36,40}|ithub_pat_[A-Za-z0-9_]{22,120})(?![\w-])",
             Rule("github_token", "critical"),
         ),
         "slack_token": (
-            r"(?<![\w-])xox[abposre]-(?:\d+-)?[A-Za-z0-9-]{10,160}(?![\w-])",
+            r"x(?<![\w-]x)ox[abposre]-(?:\d+-)?[A-Za-z0-9-]{10,160}(?![\w-])",
             Rule("slack_token", "critical"),
         ),
         "slack_webhook": (
@@ -54,12 +54,13 @@ def _secret_rules(min_entropy: float) -> dict[str, tuple[str, Rule]]:
             Rule("slack_webhook", "critical"),
         ),
         "google_api_key": (
-            r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])",
+            r"A(?<![\w-]A)Iza[0-9A-Za-z_-]{35}(?![\w-])",
             Rule("google_api_key", "critical"),
         ),
         "generic_assignment": (
-            r"(?i:(?<![A-Za-z0-9])(?:api[_-]?key|apikey|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token"
-            r"|client[_-]?secret|private[_-]?key|passw(?:or)?d|pwd|token|bearer))"
+            r"[AaSsTtPpCcBb](?<![A-Za-z0-9][AaSsTtPpCcBb])(?i:(?<=a)(?:pi[_-]?key|pikey"
+            r"|ccess[_-]?token|uth[_-]?token)|(?<=s)ecret(?:[_-]?key)?|(?<=t)oken"
+            r"|(?<=p)(?:assw(?:or)?d|rivate[_-]?key|wd)|(?<=c)lient[_-]?secret|(?<=b)earer)"
             r"[\"']?[ \t]{0,3}(?:[:=]|=>|:=)?[ \t]{0,3}[\"']?"
             r"(?P<generic_value>[A-Za-z0-9_+/=.~-]{16,128})(?![A-Za-z0-9_+/=.~-])",
             Rule("secret", "high", random_value, group="generic_value"),
@@ -68,7 +69,18 @@ def _secret_rules(min_entropy: float) -> dict[str, tuple[str, Rule]]:
 
 
 def secret_detector(min_entropy: float) -> Detector:
-    return Detector("secrets", _secret_rules(min_entropy), max_span=260, lookahead=1)
+    # Every match starts with a provider prefix or an assignment keyword; keywords are looked
+    # for in lower, Title and UPPER case.
+    keywords = (
+        "api", "secret", "token", "passw", "pwd", "private", "client", "bearer", "access", "auth",
+        "aws",
+    )  # fmt: skip
+    cased = (form for word in keywords for form in (word, word.title(), word.upper()))
+    prefixes = ("sk-", "AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA", "gh", "github_pat_", "xox")
+    key = "|".join((*prefixes, "https://hooks", "AIza", *cased))
+    return Detector(
+        "secrets", _secret_rules(min_entropy), max_span=260, lookahead=1, key=key, key_back=0
+    )
 
 
 _PEM_RULES: dict[str, tuple[str, Rule]] = {
@@ -82,7 +94,7 @@ _PEM_RULES: dict[str, tuple[str, Rule]] = {
 
 _JWT_RULES: dict[str, tuple[str, Rule]] = {
     "jwt": (
-        r"(?<![\w-])eyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}(?![\w-])",
+        r"e(?<![\w-]e)yJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{8,4096}\.[A-Za-z0-9_-]{16,1024}(?![\w-])",
         Rule("jwt", "high"),
     ),
 }

@@ -25,12 +25,22 @@ UNICODE_RULES: dict[str, tuple[str, Rule]] = {
         "[\u202a-\u202e\u2066-\u2069]{1,64}",
         Rule("bidi_control", "high"),
     ),
-    "zero_width": (
-        "[\u200b\u2060\u180e\u2061-\u2064]{1,64}|(?<=.)\ufeff|(?<=[A-Za-z0-9])[\u200c\u200d]{1,64}(?=[A-Za-z0-9])",
+    "zero_width": ("[\u200b\u2060\u180e\u2061-\u2064]{1,64}", Rule("zero_width", "medium")),
+    # A byte-order mark anywhere but at the start of a text.
+    "zero_width_bom": ("\ufeff(?<=[\\s\\S]\ufeff)", Rule("zero_width", "medium")),
+    "zero_width_joiner": (
+        "[\u200c\u200d](?<=[A-Za-z0-9][\u200c\u200d])[\u200c\u200d]{0,63}(?=[A-Za-z0-9])",
         Rule("zero_width", "medium"),
     ),
 }
 
 
 def unicode_detector() -> Detector:
-    return Detector("unicode", UNICODE_RULES, max_span=64, lookahead=1)
+    return Detector(
+        "unicode",
+        UNICODE_RULES,
+        max_span=64,
+        lookahead=1,
+        key="[\U000e0000-\U000e007f\u202a-\u202e\u2066-\u2069\u200b-\u200d\u2060-\u2064"
+        "\u180e\ufeff\U0001f3f4]",
+    )

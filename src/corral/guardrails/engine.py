@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from corral.guardrails._detector import Detector
 from corral.guardrails._findings import Finding, ScanResult, strongest
-from corral.guardrails._injection import injection_detector, injection_score
-from corral.guardrails._pii import pii_detector
+from corral.guardrails._injection import injection_detectors, injection_score
+from corral.guardrails._pii import all_pii_detectors
 from corral.guardrails._secrets import all_secret_detectors
 from corral.guardrails._spans import redact, to_finding
 from corral.guardrails._unicode import unicode_detector
@@ -101,13 +102,13 @@ class Guardrails:
         self.config = config or GuardrailConfig()
         detectors: list[Detector] = []
         if self.config.pii is not None:
-            detectors.append(pii_detector())
+            detectors.extend(all_pii_detectors())
         if self.config.secrets is not None:
             detectors.extend(all_secret_detectors(self.config.secret_min_entropy))
         if self.config.unicode is not None:
             detectors.append(unicode_detector())
         self._span_detectors = tuple(detectors)
-        self._injection = injection_detector() if self.config.injection is not None else None
+        self._injection = injection_detectors() if self.config.injection is not None else ()
         self._classifiers = tuple(classifiers) if self.config.classifier is not None else ()
 
     def scan_text(self, text: str, location: str = "text") -> ScanResult:
@@ -141,16 +142,7 @@ class Guardrails:
         return StreamScanner(self._span_detectors, self.config, location)
 
     def _with_config_action(self, finding: Finding) -> Finding:
-        action = self.config.classifier or finding.action
-        return Finding(
-            finding.type,
-            finding.category,
-            finding.span,
-            finding.severity,
-            action,
-            finding.location,
-            finding.detail,
-        )
+        return replace(finding, action=self.config.classifier or finding.action)
 
     def _findings(self, text: str, location: str) -> list[Finding]:
         findings: list[Finding] = []
@@ -159,24 +151,13 @@ class Guardrails:
                 finding = to_finding(detector, match, self.config, 0, location)
                 if finding is not None:
                     findings.append(finding)
-        if self._injection is not None:
-            cues = list(self._injection.matches(text))
-            score = injection_score(cues)
-            if score >= self.config.injection_threshold:
-                for match in cues:
-                    finding = to_finding(self._injection, match, self.config, 0, location)
-                    if finding is not None:
-                        findings.append(
-                            Finding(
-                                finding.type,
-                                finding.category,
-                                finding.span,
-                                finding.severity,
-                                finding.action,
-                                location,
-                                f"score={score:.1f}",
-                            )
-                        )
+        cues = [(d, m) for d in self._injection for m in d.matches(text)]
+        score = injection_score([m for _, m in cues])
+        if cues and score >= self.config.injection_threshold:
+            for detector, match in cues:
+                finding = to_finding(detector, match, self.config, 0, location)
+                if finding is not None:
+                    findings.append(replace(finding, detail=f"score={score:.1f}"))
         findings.sort(key=lambda f: f.span)
         return findings
 
