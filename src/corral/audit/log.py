@@ -1,0 +1,183 @@
+"""The writer side: :class:`AuditLog` appends events with group commit and signs checkpoints.
+
+``append`` queues the event and waits; one writer task takes everything queued (up to
+``max_batch``) and commits it as one transaction, so a burst of concurrent appends costs one
+commit (and one fsync) instead of one each. A checkpointer task signs the Merkle root every
+``checkpoint_every`` records or ``checkpoint_interval`` seconds, whichever comes first, and once
+more on close, so a truncation of anything written before the last checkpoint is caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from corral.audit.merkle import MerkleAccumulator
+from corral.audit.record import AuditEvent, AuditRecord, seal_batch
+from corral.audit.signing import Checkpoint, SigningKey
+from corral.audit.storage import AuditStorage, ChainHead
+
+_Pending = tuple[AuditEvent, str, "asyncio.Future[int]"]
+log = logging.getLogger(__name__)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class AuditLogClosed(RuntimeError):
+    """``append`` after ``close``."""
+
+
+class AuditLog:
+    """Open with :meth:`open`; the log does not own ``storage`` (close that yourself after)."""
+
+    def __init__(
+        self,
+        storage: AuditStorage,
+        signing_key: SigningKey,
+        *,
+        checkpoint_every: int,
+        checkpoint_interval: float,
+        max_batch: int,
+    ) -> None:
+        if checkpoint_every < 1 or max_batch < 1 or checkpoint_interval <= 0:
+            raise ValueError(
+                "audit log: checkpoint_every and max_batch must be at least 1 and "
+                f"checkpoint_interval positive (got {checkpoint_every}, {max_batch}, "
+                f"{checkpoint_interval})"
+            )
+        self.storage = storage
+        self.signing_key = signing_key
+        self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval = checkpoint_interval
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue()  # None: stop
+        self._tree = MerkleAccumulator()
+        self._checkpoint_lock = asyncio.Lock()
+        self._checkpoint_wanted = asyncio.Event()
+        self._last_checkpoint_size = 0
+        self._written_size = 0
+        self._closed = False
+        self._writer: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        storage: AuditStorage,
+        signing_key: SigningKey,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        max_batch: int = 1000,
+    ) -> AuditLog:
+        log = cls(
+            storage,
+            signing_key,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
+            max_batch=max_batch,
+        )
+        checkpoints = await storage.checkpoints()
+        log._last_checkpoint_size = checkpoints[-1].size if checkpoints else 0
+        log._written_size = (await storage.head()).size
+        log._writer = asyncio.create_task(log._write_batches(), name="audit-writer")
+        log._checkpointer = asyncio.create_task(log._checkpoint_loop(), name="audit-checkpoints")
+        return log
+
+    async def append(self, event: AuditEvent) -> int:
+        """Record ``event``; return its seq once the batch holding it has committed."""
+        if self._closed:
+            raise AuditLogClosed("audit log is closed")
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((event, now_rfc3339(), done))
+        return await done
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the root over every record committed so far; None while the log is empty.
+        When nothing was added since the last checkpoint, that one is returned."""
+        async with self._checkpoint_lock:
+            head = await self.storage.head()
+            existing = await self.storage.checkpoints()
+            if existing and existing[-1].size >= head.size:
+                self._last_checkpoint_size = existing[-1].size
+                return existing[-1]
+            if head.size == 0:
+                return None
+            await self._catch_up(head)
+            checkpoint = self.signing_key.sign(head.size, self._tree.root(), now_rfc3339())
+            await self.storage.add_checkpoint(checkpoint)
+            self._last_checkpoint_size = head.size
+            return checkpoint
+
+    async def close(self) -> None:
+        """Commit what is queued, sign a last checkpoint, stop the tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put_nowait(None)
+        if self._writer is not None:
+            await self._writer
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        await self.checkpoint()
+
+    async def _catch_up(self, head: ChainHead) -> None:
+        # Stored hashes feed the tree; a tampered hash there makes this checkpoint's root
+        # disagree with the records, which verify() reports.
+        if self._tree.size < head.size:
+            for leaf in await self.storage.leaf_hashes(self._tree.size, head.size):
+                self._tree.push(leaf)
+        if self._tree.size != head.size:
+            raise RuntimeError(
+                f"audit log: expected {head.size} stored hashes, found {self._tree.size}; "
+                "run verify()"
+            )
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch: list[_Pending | None] = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            pending = [item for item in batch if item is not None]
+            if pending:
+                await self._commit(pending)
+            if len(pending) < len(batch):  # close() queued None after every append it allows
+                return
+
+    async def _commit(self, pending: Sequence[_Pending]) -> None:
+        stamped = [(event, time) for event, time, _ in pending]
+
+        def build(head: ChainHead) -> list[AuditRecord]:
+            return seal_batch(stamped, next_seq=head.size, last_hash=head.last_hash)
+
+        try:
+            records = await self.storage.append(build)
+        except Exception as error:  # every waiter hears why its batch did not commit
+            for _, _, done in pending:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for record, (_, _, done) in zip(records, pending, strict=True):
+            if not done.done():
+                done.set_result(record.seq)
+        self._written_size = records[-1].seq + 1
+        if self._written_size - self._last_checkpoint_size >= self._checkpoint_every:
+            self._checkpoint_wanted.set()
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._checkpoint_wanted.wait(), self._checkpoint_interval)
+            self._checkpoint_wanted.clear()
+            if self._written_size > self._last_checkpoint_size:
+                try:
+                    await self.checkpoint()
+                except Exception:  # the next round retries; appends keep the chain meanwhile
+                    log.exception("audit checkpoint failed")

@@ -1,0 +1,276 @@
+"""Audit log tables (:class:`corral.audit.AuditStorage`) on SQLite and PostgreSQL.
+
+``open_audit_storage(url)`` takes the store's URL forms (``sqlite:///path``,
+``postgresql://…``) and opens its own connection; the tables sit beside the store's.
+
+Records are rows of their fields (queryable: who, what, which resource), the policies and
+details as canonical JSON text and the hashes as bytes; nothing here updates or deletes. Each
+append takes the write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction advisory
+lock), reads the head and inserts the batch in one transaction, so writers in several
+processes still produce one dense chain. SQLite runs ``synchronous=FULL`` so a returned append
+survives power loss, and does its work on one worker thread to keep the event loop free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import asyncpg
+import orjson
+
+from corral.audit import AuditRecord, BuildRecords, ChainHead, Checkpoint
+from corral.store.urls import sqlite_path
+
+PAGE = 2000
+_NO_END = 2**63 - 1
+_ADVISORY_KEY = 0x636F7272616C  # "corral": the audit writers' lock, apart from the store's
+_COLUMNS = "seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash"
+_HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq BIGINT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    resource TEXT NOT NULL, decision TEXT NOT NULL, policy TEXT NOT NULL,
+    cost DOUBLE PRECISION NOT NULL, details TEXT NOT NULL, prev_hash {blob} NOT NULL,
+    hash {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, time TEXT NOT NULL, kid TEXT NOT NULL,
+    signature {blob} NOT NULL);
+"""
+
+
+async def open_audit_storage(url: str) -> SqliteAuditStorage | PostgresAuditStorage:
+    """Audit storage at ``url``; ValueError for a URL it cannot use."""
+    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
+    if scheme == "sqlite":
+        return await SqliteAuditStorage.open(sqlite_path(url))
+    if scheme in ("postgresql", "postgres"):
+        return await PostgresAuditStorage.open(url)
+    raise ValueError(
+        f"audit storage URL {url!r}: use sqlite:///path.db or postgresql://user@host:5432/db"
+    )
+
+
+def _row(record: AuditRecord) -> tuple[Any, ...]:
+    return (
+        record.seq,
+        record.time,
+        record.actor,
+        record.action,
+        record.resource,
+        record.decision,
+        orjson.dumps(list(record.policies)).decode(),
+        record.cost,
+        orjson.dumps(record.details, option=orjson.OPT_SORT_KEYS).decode(),
+        record.prev_hash,
+        record.hash,
+    )
+
+
+def _record(row: Sequence[Any]) -> AuditRecord:
+    seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash_ = row
+    return AuditRecord(
+        seq=seq,
+        time=time,
+        actor=actor,
+        action=action,
+        resource=resource,
+        decision=decision,
+        policies=tuple(orjson.loads(policy)),
+        cost=cost,
+        details=orjson.loads(details),
+        prev_hash=bytes(prev_hash),
+        hash=bytes(hash_),
+    )
+
+
+def _head(row: Sequence[Any] | None) -> ChainHead:
+    if row is None:
+        return ChainHead(0, bytes(32))
+    return ChainHead(row[0] + 1, bytes(row[1]))
+
+
+def _checkpoint(row: Sequence[Any]) -> Checkpoint:
+    return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
+
+
+class SqliteAuditStorage:
+    def __init__(self, path: str, connection: sqlite3.Connection, thread: ThreadPoolExecutor):
+        self.path = path
+        self._connection = connection
+        self._thread = thread
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout: float = 30.0) -> SqliteAuditStorage:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+
+        def connect() -> sqlite3.Connection:
+            connection = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+            )
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.executescript(_SCHEMA.format(blob="BLOB"))
+            except BaseException:
+                connection.close()
+                raise
+            return connection
+
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(thread, connect)
+        except BaseException:
+            thread.shutdown()
+            raise
+        return cls(path, connection, thread)
+
+    async def _run(self, work: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
+
+    async def append(self, build: BuildRecords) -> Sequence[AuditRecord]:
+        def write() -> Sequence[AuditRecord]:
+            connection = self._connection
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                records = build(_head(connection.execute(_HEAD).fetchone()))
+                connection.executemany(
+                    f"INSERT INTO audit_records ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    [_row(record) for record in records],
+                )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            return records
+
+        result: Sequence[AuditRecord] = await self._run(write)
+        return result
+
+    async def head(self) -> ChainHead:
+        row = await self._run(lambda: self._connection.execute(_HEAD).fetchone())
+        return _head(row)
+
+    async def records(self, start: int = 0, stop: int | None = None) -> AsyncIterator[AuditRecord]:
+        upper = _NO_END if stop is None else stop
+        while True:
+            page = await self._run(self._select, _COLUMNS, start, upper, PAGE)
+            for row in page:
+                yield _record(row)
+            if len(page) < PAGE:
+                return
+            start = page[-1][0] + 1
+
+    def _select(self, columns: str, start: int, stop: int, limit: int) -> list[Any]:
+        return self._connection.execute(
+            f"SELECT {columns} FROM audit_records WHERE seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
+            (start, stop, limit),
+        ).fetchall()
+
+    async def leaf_hashes(self, start: int, stop: int) -> list[bytes]:
+        rows = await self._run(self._select, "hash", start, stop, -1)
+        return [bytes(row[0]) for row in rows]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._run(
+            self._connection.execute,
+            "INSERT INTO audit_checkpoints (size, root_hash, time, kid, signature) "
+            "VALUES (?,?,?,?,?) ON CONFLICT (size) DO NOTHING",
+            _checkpoint_row(checkpoint),
+        )
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        rows = await self._run(
+            lambda: self._connection.execute(
+                "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
+            ).fetchall()
+        )
+        return [_checkpoint(row) for row in rows]
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._run(self._connection.close)
+        self._thread.shutdown()
+
+
+def _checkpoint_row(checkpoint: Checkpoint) -> tuple[Any, ...]:
+    c = checkpoint
+    return (c.size, c.root_hash, c.time, c.kid, c.signature)
+
+
+class PostgresAuditStorage:
+    def __init__(self, dsn: str, pool: Any) -> None:
+        self.dsn = dsn
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 4) -> PostgresAuditStorage:
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                # CREATE TABLE IF NOT EXISTS races itself across processes: the lock orders them.
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_KEY)
+                await connection.execute(_SCHEMA.format(blob="BYTEA"))
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(dsn, pool)
+
+    async def append(self, build: BuildRecords) -> Sequence[AuditRecord]:
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_KEY)
+            records = build(_head(await connection.fetchrow(_HEAD)))
+            await connection.executemany(
+                f"INSERT INTO audit_records ({_COLUMNS}) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+                [_row(record) for record in records],
+            )
+        return records
+
+    async def head(self) -> ChainHead:
+        return _head(await self._pool.fetchrow(_HEAD))
+
+    async def records(self, start: int = 0, stop: int | None = None) -> AsyncIterator[AuditRecord]:
+        upper = _NO_END if stop is None else stop
+        while True:
+            page = await self._pool.fetch(
+                f"SELECT {_COLUMNS} FROM audit_records WHERE seq >= $1 AND seq < $2 "
+                "ORDER BY seq LIMIT $3",
+                start,
+                upper,
+                PAGE,
+            )
+            for row in page:
+                yield _record(row)
+            if len(page) < PAGE:
+                return
+            start = page[-1][0] + 1
+
+    async def leaf_hashes(self, start: int, stop: int) -> list[bytes]:
+        rows = await self._pool.fetch(
+            "SELECT hash FROM audit_records WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+            start,
+            stop,
+        )
+        return [bytes(row[0]) for row in rows]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._pool.execute(
+            "INSERT INTO audit_checkpoints (size, root_hash, time, kid, signature) "
+            "VALUES ($1,$2,$3,$4,$5) ON CONFLICT (size) DO NOTHING",
+            *_checkpoint_row(checkpoint),
+        )
+
+    async def checkpoints(self) -> list[Checkpoint]:
+        rows = await self._pool.fetch(
+            "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
+        )
+        return [_checkpoint(row) for row in rows]
+
+    async def close(self) -> None:
+        await self._pool.close()
