@@ -77,8 +77,9 @@ def test_plain_prose_is_released_with_bounded_hold_back() -> None:
     released = "".join(
         scanner.feed("The quick brown fox jumps over the lazy dog. ") for _ in range(100)
     )
-    assert scanner.held_back <= 300
-    assert len(released) >= 100 * 45 - 300
+    # Only an email's local part (64 characters before a possible "@") is held back in prose.
+    assert scanner.held_back <= 80
+    assert len(released) >= 100 * 45 - 80
 
 
 def test_block_stops_the_stream_before_the_secret() -> None:

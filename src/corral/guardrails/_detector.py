@@ -62,6 +62,7 @@ class Detector:
         flags: int = 0,
         key: str | None = None,
         key_back: int = 0,
+        key_width: int = 1,
         fold_case: bool = False,
     ) -> None:
         self.category: Category = category
@@ -75,6 +76,7 @@ class Detector:
         self.key = re.compile(key) if key is not None else None
         self._key_ignorecase = re.compile(key, re.IGNORECASE) if key is not None else None
         self.key_back = key_back
+        self.key_width = key_width  # the longest text the key regex can match
         # Case-insensitive rules are written in lower case and run over ``text.lower()``:
         # re.IGNORECASE would turn every literal into a slower case-folding compare. Texts whose
         # length changes when lowered (a dotted capital I) use the IGNORECASE twin instead.
@@ -133,7 +135,7 @@ class Detector:
     def settled_before(self, text: str, pos: int) -> int:
         """The first position at which a match might still change when more text arrives."""
         horizon = len(text) - self.max_span - self.lookahead
-        if not self.anchors:
+        if self.key is None and not self.anchors:
             return max(horizon, pos)
         frontier = len(text)
         for anchor in self.anchors:
@@ -142,4 +144,11 @@ class Detector:
             hit = text.find(anchor, max(horizon, pos))
             if hit != -1:
                 frontier = min(frontier, hit)
+        if self.key is not None:
+            # A match needs a key at most key_back after its start: one already here, or one
+            # still arriving at the end.
+            frontier = min(frontier, len(text) - self.key_width + 1 - self.key_back)
+            hit_at = self.key.search(text, max(horizon, pos))
+            if hit_at is not None:
+                frontier = min(frontier, hit_at.start() - self.key_back)
         return max(frontier, pos)

@@ -57,6 +57,9 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
             r"\b(?:new|updated|real|actual|true) (?:instructions|rules|directives|task)\s*:",
             r"\bnevermind\b.{0,20}\binstructions",
             r"\bstop everything\b",
+            r"\bforget (?:everything|all)(?: that)? you(?: have|'ve)? (?:learned|been told|know"
+            r"|were told)\b",
+            r"\b(?:told|learned|given|instructed) before this conversation\b",
             r"\bfrom now on,? (?:you|your|act|respond|answer|always|only|reply)\b",
             r"\b(?:modify|modifying|reprogram|reprogramming|change|changing|update|updating)"
             r" your (?:programming|code|rules|guidelines|instructions)\b",

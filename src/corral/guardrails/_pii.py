@@ -99,14 +99,26 @@ def email_detector() -> Detector:
 def pii_detector() -> Detector:
     # Every match opens with a digit, a capital, "+" or "(" followed by a digit, capital or dot.
     return Detector(
-        "pii", PII_RULES, max_span=64, lookahead=2, key="[0-9A-Z+(][0-9A-Z.]", key_back=0
+        "pii",
+        PII_RULES,
+        max_span=64,
+        lookahead=2,
+        key="[0-9A-Z+(][0-9A-Z.]",
+        key_back=0,
+        key_width=2,
     )
 
 
 def ipv6_detector() -> Detector:
     # Only looked at around "x:y" pairs of hex digits or colons, which prose rarely has.
     return Detector(
-        "pii", IPV6_RULES, max_span=48, lookahead=2, key="[0-9A-Fa-f:]:[0-9A-Fa-f:]", key_back=40
+        "pii",
+        IPV6_RULES,
+        max_span=48,
+        lookahead=2,
+        key="[0-9A-Fa-f:]:[0-9A-Fa-f:]",
+        key_back=40,
+        key_width=3,
     )
 
 

@@ -79,7 +79,13 @@ def secret_detector(min_entropy: float) -> Detector:
     prefixes = ("sk-", "AKIA", "ASIA", "ABIA", "ACCA", "AIDA", "AROA", "gh", "github_pat_", "xox")
     key = "|".join((*prefixes, "https://hooks", "AIza", *cased))
     return Detector(
-        "secrets", _secret_rules(min_entropy), max_span=260, lookahead=1, key=key, key_back=0
+        "secrets",
+        _secret_rules(min_entropy),
+        max_span=260,
+        lookahead=1,
+        key=key,
+        key_back=0,
+        key_width=max(len(prefix) for prefix in (*prefixes, "https://hooks")),
     )
 
 
