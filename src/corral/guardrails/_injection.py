@@ -129,7 +129,9 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
         r"|\b(?:text|instructions|prompt|words) (?:you were|you've been|you have been)"
         r" (?:given|told)\b"
         r"|\brepeat (?:this|the|our) (?:entire |whole )?conversation\b"
-        r"|\bmy instructions are\b|\bi was instructed to\b",
+        r"|\bmy instructions are\b|\bi was instructed to\b"
+        r"|\bsystem[ _]?prompt is\s*:"
+        r"|\b(?:log|print|echo|dump)\(\s*(?:system_?prompt|instructions)\b",
         Rule("system_prompt_exfiltration", "high"),
     ),
     "weak_terms": (
@@ -170,8 +172,8 @@ _BLOB_RULES: dict[str, tuple[str, Rule]] = {
 # Every rule above opens with one of these words (or "[" / a padlock emoji), so the full regex is
 # only tried where one starts. Matching runs over the lower-cased text.
 _FIRST_WORDS = (
-    "ignor", "disregard", "forget", "skip", "overrid", "bypass", "neglect", "abandon",
-    "discard", "overwrit", "new", "updat", "real", "actual", "true", "nevermind", "stop",
+    "log", "echo", "ignor", "disregard", "forget", "skip", "overrid", "bypass", "neglect",
+    "abandon", "discard", "overwrit", "new", "updat", "real", "actual", "true", "nevermind", "stop",
     "from", "modif", "reprogram", "chang", "do", "strive", "always", "fully", "no", "zero",
     "break", "jailbr", "developer", "god", "sudo", "unrestricted", "evil", "opposite",
     "stay", "without", "free", "not", "broken", "don", "beyond", "amoral", "unfiltered",

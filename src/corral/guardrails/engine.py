@@ -112,6 +112,8 @@ class Guardrails:
         self._classifiers = tuple(classifiers) if self.config.classifier is not None else ()
 
     def scan_text(self, text: str, location: str = "text") -> ScanResult:
+        if not isinstance(text, str):
+            raise GuardrailInputError(f"{location}: expected a string, got {type(text).__name__}")
         findings = self._findings(text, location)
         return ScanResult(tuple(findings), strongest(findings), redact(text, findings))
 
