@@ -30,6 +30,20 @@ class AuditTarget:
         return log
 
     async def tamper(self, *statements: str) -> None:
+        """Run ``statements`` after dropping the append-only triggers, as an attacker would."""
+        tables = ("audit_records", "audit_checkpoints")
+        if self.backend == "sqlite":
+            guards = [
+                f"DROP TRIGGER {table}_no_{operation}"
+                for table in tables
+                for operation in ("update", "delete")
+            ]
+        else:
+            guards = [f"DROP TRIGGER {table}_append_only ON {table}" for table in tables]
+        await self.run_sql(*guards, *statements)
+
+    async def run_sql(self, *statements: str) -> None:
+        """Run ``statements`` in one transaction straight against the database."""
         if self.backend == "sqlite":
             connection = sqlite3.connect(self.url.removeprefix("sqlite:///"))
             try:

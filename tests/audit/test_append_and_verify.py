@@ -4,7 +4,9 @@ are signed on demand, every N records and on close, and a reopened log continues
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
+import asyncpg
 import pytest
 from audit_target import AuditTarget, event
 
@@ -132,3 +134,24 @@ def test_bad_events_are_refused_saying_which_field(fields: dict[str, object], me
     }
     with pytest.raises(ValueError, match=message):
         AuditEvent(**{**base, **fields})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_records SET actor = 'mallory' WHERE seq = 0",
+        "DELETE FROM audit_records WHERE seq = 1",
+        "UPDATE audit_checkpoints SET root_hash = hash_of_nothing",
+        "DELETE FROM audit_checkpoints",
+    ],
+)
+async def test_the_database_refuses_changes_to_the_log(target: AuditTarget, statement: str) -> None:
+    log = await target.log()
+    await log.append(event(0))
+    await log.append(event(1))
+    await log.close()
+    blank = "X'00'" if target.backend == "sqlite" else "'\\x00'::bytea"
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.RaiseError), match="append-only"):
+        await target.run_sql(statement.replace("hash_of_nothing", blank))
+    report = await verify(log.storage, target.key.public_keys())
+    assert report.ok, report.summary()

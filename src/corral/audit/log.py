@@ -82,15 +82,16 @@ class AuditLog:
             checkpoint_interval=checkpoint_interval,
             max_batch=max_batch,
         )
-        checkpoints = await storage.checkpoints()
-        log._last_checkpoint_size = checkpoints[-1].size if checkpoints else 0
+        last = await storage.last_checkpoint()
+        log._last_checkpoint_size = last.size if last is not None else 0
         log._written_size = (await storage.head()).size
         log._writer = asyncio.create_task(log._write_batches(), name="audit-writer")
         log._checkpointer = asyncio.create_task(log._checkpoint_loop(), name="audit-checkpoints")
         return log
 
     async def append(self, event: AuditEvent) -> int:
-        """Record ``event``; return its seq once the batch holding it has committed."""
+        """Record ``event``; return its seq once the batch holding it has committed. A caller
+        cancelled while waiting may still find its event recorded (the batch is not undone)."""
         if self._closed:
             raise AuditLogClosed("audit log is closed")
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -102,10 +103,10 @@ class AuditLog:
         When nothing was added since the last checkpoint, that one is returned."""
         async with self._checkpoint_lock:
             head = await self.storage.head()
-            existing = await self.storage.checkpoints()
-            if existing and existing[-1].size >= head.size:
-                self._last_checkpoint_size = existing[-1].size
-                return existing[-1]
+            last = await self.storage.last_checkpoint()
+            if last is not None and last.size >= head.size:
+                self._last_checkpoint_size = last.size
+                return last
             if head.size == 0:
                 return None
             await self._catch_up(head)

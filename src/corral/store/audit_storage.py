@@ -7,7 +7,8 @@ Records are rows of their fields (queryable: who, what, which resource), the pol
 details as canonical JSON text and the hashes as bytes; nothing here updates or deletes. Each
 append takes the write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction advisory
 lock), reads the head and inserts the batch in one transaction, so writers in several
-processes still produce one dense chain. SQLite runs ``synchronous=FULL`` so a returned append
+processes still produce one dense chain. Triggers make the database refuse UPDATE, DELETE (and
+on PostgreSQL TRUNCATE) on both tables. SQLite runs ``synchronous=FULL`` so a returned append
 survives power loss, and does its work on one worker thread to keep the event loop free.
 """
 
@@ -30,6 +31,8 @@ _NO_END = 2**63 - 1
 _ADVISORY_KEY = 0x636F7272616C  # "corral": the audit writers' lock, apart from the store's
 _COLUMNS = "seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash"
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
+_CHECKPOINTS = "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
+_LAST_CHECKPOINT = _CHECKPOINTS + " DESC LIMIT 1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
     seq BIGINT PRIMARY KEY, time TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
@@ -40,6 +43,24 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, time TEXT NOT NULL, kid TEXT NOT NULL,
     signature {blob} NOT NULL);
 """
+# The database itself refuses changes, so a bug or a stray script cannot rewrite history; whoever
+# can drop these triggers can tamper, and verify() is what catches that.
+_SQLITE_GUARDS = "".join(
+    f"""
+CREATE TRIGGER IF NOT EXISTS {table}_no_{operation} BEFORE {operation.upper()} ON {table}
+BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;"""
+    for table in ("audit_records", "audit_checkpoints")
+    for operation in ("update", "delete")
+)
+_POSTGRES_GUARDS = """
+CREATE OR REPLACE FUNCTION corral_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP; END $$;
+""" + "".join(
+    f"""
+CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
+FOR EACH STATEMENT EXECUTE FUNCTION corral_audit_append_only();"""
+    for table in ("audit_records", "audit_checkpoints")
+)
 
 
 async def open_audit_storage(url: str) -> SqliteAuditStorage | PostgresAuditStorage:
@@ -115,7 +136,7 @@ class SqliteAuditStorage:
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=FULL")
-                connection.executescript(_SCHEMA.format(blob="BLOB"))
+                connection.executescript(_SCHEMA.format(blob="BLOB") + _SQLITE_GUARDS)
             except BaseException:
                 connection.close()
                 raise
@@ -183,12 +204,12 @@ class SqliteAuditStorage:
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
-        rows = await self._run(
-            lambda: self._connection.execute(
-                "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
-            ).fetchall()
-        )
+        rows = await self._run(lambda: self._connection.execute(_CHECKPOINTS).fetchall())
         return [_checkpoint(row) for row in rows]
+
+    async def last_checkpoint(self) -> Checkpoint | None:
+        row = await self._run(lambda: self._connection.execute(_LAST_CHECKPOINT).fetchone())
+        return None if row is None else _checkpoint(row)
 
     async def close(self) -> None:
         if self._closed:
@@ -215,7 +236,7 @@ class PostgresAuditStorage:
             async with pool.acquire() as connection, connection.transaction():
                 # CREATE TABLE IF NOT EXISTS races itself across processes: the lock orders them.
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _ADVISORY_KEY)
-                await connection.execute(_SCHEMA.format(blob="BYTEA"))
+                await connection.execute(_SCHEMA.format(blob="BYTEA") + _POSTGRES_GUARDS)
         except BaseException:
             await pool.close()
             raise
@@ -267,10 +288,11 @@ class PostgresAuditStorage:
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
-        rows = await self._pool.fetch(
-            "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
-        )
-        return [_checkpoint(row) for row in rows]
+        return [_checkpoint(row) for row in await self._pool.fetch(_CHECKPOINTS)]
+
+    async def last_checkpoint(self) -> Checkpoint | None:
+        row = await self._pool.fetchrow(_LAST_CHECKPOINT)
+        return None if row is None else _checkpoint(row)
 
     async def close(self) -> None:
         await self._pool.close()
