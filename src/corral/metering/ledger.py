@@ -1,0 +1,252 @@
+"""The budget ledger: reserve the worst case before the upstream call, settle the real cost after.
+
+``reserve`` holds an amount against every budget that applies, atomically (all or none): a
+hard budget refuses when spent + held + this request would pass its limit, so concurrent
+requests in any number of processes never overspend it. ``settle`` returns the hold and
+charges the real cost exactly once per reservation id (a second settle is a no-op);
+``release`` returns the hold of a request that failed. A hold nobody settles (its gateway
+crashed) expires after ``hold_ttl_s`` and is returned by the next sweep.
+
+The counters live in a :class:`CounterBackend` (``corral.store.budget_ledger`` has PostgreSQL,
+Redis and SQLite ones). This module turns budgets into counter lines, refusals into reasons
+and retry hints, and soft budgets into alerts; backends only keep integers atomic.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from corral.metering.budgets import BudgetRule, CounterLine
+from corral.metering.pricing import Amount
+
+CounterState = tuple[str, int, int]
+"""(counter key, spent, held)."""
+
+
+class CounterBackend(Protocol):
+    """Shared integer counters with atomic multi-counter holds, keyed by reservation id."""
+
+    async def reserve(
+        self, reservation_id: str, holds: Sequence[tuple[str, int, int | None]], expires_at: float
+    ) -> tuple[bool, list[CounterState]]:
+        """Hold (key, amount, limit or None) on every counter, or on none of them.
+
+        Refuses when spent + held + amount > limit on any limited counter. Returns (True, the
+        counters after the hold) or (False, [the first counter that refused])."""
+        ...
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int]
+    ) -> tuple[str, list[CounterState]]:
+        """Return the holds and charge ``actual`` per key, once. Returns the state the
+        reservation was in ("held" or "expired": charged now; "settled", "released" or
+        "unknown": nothing done) and the counters after."""
+        ...
+
+    async def release(self, reservation_id: str) -> str:
+        """Return the holds without charging; the state the reservation was in."""
+        ...
+
+    async def expire(self, now: float) -> int:
+        """Return the holds of reservations whose ``expires_at`` has passed; how many."""
+        ...
+
+    async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(spent, held) per key; a key never charged reads (0, 0)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A soft budget's limit is at risk ("projected", at reserve) or passed ("exceeded")."""
+
+    budget: str
+    unit: str
+    limit: int
+    used: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: str
+    amount: Amount
+    lines: tuple[CounterLine, ...]
+    expires_at: float
+    alerts: tuple[Alert, ...] = ()
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A hard budget said no. ``retry_after`` is seconds until it could say yes, if ever."""
+
+    budget: str
+    reason: str
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    charged: bool
+    """False when this reservation was already settled or released: nothing was charged."""
+    late: bool
+    """The hold had expired before the settle; the real cost is charged all the same."""
+    alerts: tuple[Alert, ...] = ()
+
+
+class UnknownReservation(LookupError):
+    pass
+
+
+IN_FLIGHT_RETRY_S = 1.0
+"""Retry hint when a budget is full only because of holds of requests still in flight."""
+
+
+class BudgetLedger:
+    def __init__(
+        self,
+        backend: CounterBackend,
+        *,
+        hold_ttl_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
+        if not hold_ttl_s > 0:
+            raise ValueError(f"hold_ttl_s must be > 0, got {hold_ttl_s}")
+        self._backend = backend
+        self._hold_ttl_s = hold_ttl_s
+        self._clock = clock
+        self._on_alert = on_alert
+        self._last_sweep = float("-inf")
+
+    async def reserve(self, budgets: Sequence[BudgetRule], amount: Amount) -> Reservation | Refusal:
+        """Hold ``amount`` against every budget in ``budgets``, or refuse without holding any."""
+        now = self._clock()
+        lines = _dedupe(line for rule in budgets for line in rule.counter_lines(_utc(now)))
+        for line in lines:
+            need = line.share_of(amount)
+            if line.budget.hard and need > line.limit:
+                return Refusal(
+                    line.budget.ref,
+                    f"budget {line.budget.ref}: this request may cost up to {_show(line, need)}, "
+                    f"more than the whole {_period(line)} limit of {_show(line, line.limit)}",
+                    None,
+                )
+        reservation_id = uuid.uuid4().hex
+        expires_at = now + self._hold_ttl_s
+        holds = [
+            (line.key, line.share_of(amount), line.limit if line.budget.hard else None)
+            for line in lines
+        ]
+        ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
+        if not ok and self._clock() - self._last_sweep >= IN_FLIGHT_RETRY_S:
+            # Abandoned holds may be what fills the budget: return them and try once more.
+            await self.sweep_expired()
+            ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
+        by_key = {line.key: line for line in lines}
+        if not ok:
+            return self._refusal(by_key[states[0][0]], states[0], amount, now)
+        alerts = tuple(
+            self._alert(by_key[key], spent + held, "projected")
+            for key, spent, held in states
+            if not by_key[key].budget.hard and spent + held > by_key[key].limit
+        )
+        return Reservation(reservation_id, amount, tuple(lines), expires_at, alerts)
+
+    async def settle(self, reservation: Reservation, actual: Amount) -> Settlement:
+        """Charge the real cost and return the hold; settling the same id again charges nothing."""
+        if not reservation.lines:
+            return Settlement(charged=True, late=False)
+        charges = {line.key: line.share_of(actual) for line in reservation.lines}
+        state, states = await self._backend.settle(reservation.id, charges)
+        if state == "unknown":
+            raise UnknownReservation(f"no reservation {reservation.id} in the budget ledger")
+        if state not in ("held", "expired"):
+            return Settlement(charged=False, late=False)
+        by_key = {line.key: line for line in reservation.lines}
+        alerts = tuple(
+            self._alert(by_key[key], spent, "exceeded")
+            for key, spent, _held in states
+            if not by_key[key].budget.hard and spent - charges[key] <= by_key[key].limit < spent
+        )
+        return Settlement(charged=True, late=state == "expired", alerts=alerts)
+
+    async def release(self, reservation: Reservation) -> bool:
+        """Return the hold of a request that never reached the model; False if already done."""
+        if not reservation.lines:
+            return False
+        state = await self._backend.release(reservation.id)
+        if state == "unknown":
+            raise UnknownReservation(f"no reservation {reservation.id} in the budget ledger")
+        return state == "held"
+
+    async def sweep_expired(self) -> int:
+        """Return abandoned holds (run it on a timer too); how many reservations expired."""
+        self._last_sweep = self._clock()
+        return await self._backend.expire(self._last_sweep)
+
+    async def usage(self, rule: BudgetRule) -> dict[str, tuple[int, int]]:
+        """(spent, held) per limited unit of ``rule`` in the current window."""
+        lines = rule.counter_lines(_utc(self._clock()))
+        found = await self._backend.counters([line.key for line in lines])
+        return {line.unit: found[line.key] for line in lines}
+
+    def _refusal(
+        self, line: CounterLine, state: CounterState, amount: Amount, now: float
+    ) -> Refusal:
+        _key, spent, held = state
+        need = line.share_of(amount)
+        until_reset = None if line.window_end is None else line.window_end.timestamp() - now
+        used = f"{_show(line, spent)} of {_show(line, line.limit)} spent {_window(line)}"
+        if spent + need > line.limit:
+            reason = f"budget {line.budget.ref}: {used}; this request may cost up to "
+            return Refusal(line.budget.ref, reason + _show(line, need), until_reset)
+        in_flight = f"{_show(line, held)} held by requests in flight"
+        retry = IN_FLIGHT_RETRY_S if until_reset is None else min(IN_FLIGHT_RETRY_S, until_reset)
+        reason = f"budget {line.budget.ref}: {used}, {in_flight}; this request may cost up to "
+        return Refusal(line.budget.ref, reason + _show(line, need), retry)
+
+    def _alert(self, line: CounterLine, used: int, kind: str) -> Alert:
+        verb = "may pass" if kind == "projected" else "passed"
+        message = (
+            f"soft budget {line.budget.ref} {verb} its {_period(line)} limit: "
+            f"{_show(line, used)} of {_show(line, line.limit)}"
+        )
+        alert = Alert(line.budget.ref, line.unit, line.limit, used, kind, message)
+        if self._on_alert is not None:
+            self._on_alert(alert)
+        return alert
+
+
+def _dedupe(lines: Iterable[CounterLine]) -> list[CounterLine]:
+    unique: dict[str, CounterLine] = {}
+    for line in lines:
+        unique.setdefault(line.key, line)
+    return sorted(unique.values(), key=lambda line: line.key)
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+_LIMIT_NAMES = {"day": "daily", "week": "weekly", "month": "monthly", "total": "overall"}
+
+
+def _period(line: CounterLine) -> str:
+    return _LIMIT_NAMES[line.budget.period]
+
+
+def _window(line: CounterLine) -> str:
+    return "overall" if line.budget.period == "total" else f"this {line.budget.period}"
+
+
+def _show(line: CounterLine, value: int) -> str:
+    return f"{value} tokens" if line.unit == "tokens" else f"${value / 1_000_000:.6f}"

@@ -1,0 +1,483 @@
+"""Budget counters in a database: the backends behind ``corral.metering.BudgetLedger``.
+
+Each counter is (spent, held) integers under a key the ledger chooses; a reservation records
+its holds so settle, release and expiry can return them. Three backends, one behaviour:
+
+- PostgreSQL, for many gateway processes: one transaction locks the budget's counter rows in
+  key order (``FOR UPDATE``), checks spent + held + amount <= limit for each and adds every
+  hold, or none; settle locks the reservation row first, so of two settles one charges and
+  the other sees "settled". Key order and ``SKIP LOCKED`` in the sweep keep it deadlock-free.
+- Redis, for many processes without a database round trip each: Lua scripts run atomically on
+  the server. A single Redis, not Cluster: the scripts touch keys recorded in a reservation.
+- SQLite, for one process (``BEGIN IMMEDIATE`` also serialises other processes on one file).
+
+``open_budget_counters(url)`` picks one from ``postgresql://…``, ``redis://…`` or
+``sqlite:///…``; ``name`` prefixes its tables or keys. Finished reservations are kept for
+``FINISHED_RETENTION_S`` so a late duplicate settle still finds them, then swept away.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+
+Hold = tuple[str, int, int | None]
+State = tuple[str, int, int]
+FINISHED_RETENTION_S = 86_400
+EXPIRE_BATCH = 1000
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"budget counter name {name!r}: use 1-40 of a-z, 0-9, _ (letter first)")
+    return name
+
+
+async def open_budget_counters(
+    url: str, *, name: str = "corral_budget"
+) -> PostgresBudgetCounters | RedisBudgetCounters | SqliteBudgetCounters:
+    """The counter backend ``url`` names; ValueError for a URL it cannot use."""
+    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
+    if scheme in ("postgresql", "postgres"):
+        return await PostgresBudgetCounters.open(url, name=name)
+    if scheme in ("redis", "rediss", "unix"):
+        return await RedisBudgetCounters.open(url, name=name)
+    if scheme == "sqlite":
+        path = url.split("://", 1)[1]
+        if not path.startswith("/") or len(path) < 2:
+            raise ValueError(
+                f"budget URL {url!r}: write sqlite:///relative.db or sqlite:////abs.db"
+            )
+        return SqliteBudgetCounters(path[1:], name=name)
+    raise ValueError(
+        f"budget URL {url!r}: use postgresql://user@host/db, redis://host:6379/0 "
+        "or sqlite:///path.db"
+    )
+
+
+class SqliteBudgetCounters:
+    """One file, one connection; each call is a short synchronous transaction (tens of µs)."""
+
+    def __init__(self, path: str, *, name: str = "corral_budget") -> None:
+        name = _check_name(name)
+        self._counters, self._reservations = f"{name}_counters", f"{name}_reservations"
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(
+            f"CREATE TABLE IF NOT EXISTS {self._counters} (key TEXT PRIMARY KEY,"
+            " spent INTEGER NOT NULL DEFAULT 0, held INTEGER NOT NULL DEFAULT 0);"
+            f"CREATE TABLE IF NOT EXISTS {self._reservations} (id TEXT PRIMARY KEY,"
+            " state TEXT NOT NULL, expires_at REAL NOT NULL, holds TEXT NOT NULL);"
+            f"CREATE INDEX IF NOT EXISTS {name}_by_expiry"
+            f" ON {self._reservations} (state, expires_at);"
+        )
+
+    async def reserve(
+        self, reservation_id: str, holds: Sequence[Hold], expires_at: float
+    ) -> tuple[bool, list[State]]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            states = []
+            for key, amount, limit in sorted(holds):
+                db.execute(f"INSERT OR IGNORE INTO {self._counters} (key) VALUES (?)", (key,))
+                spent, held = db.execute(
+                    f"SELECT spent, held FROM {self._counters} WHERE key = ?", (key,)
+                ).fetchone()
+                if limit is not None and spent + held + amount > limit:
+                    db.execute("ROLLBACK")
+                    return False, [(key, spent, held)]
+                states.append((key, spent, held + amount))
+            db.executemany(
+                f"UPDATE {self._counters} SET held = held + ? WHERE key = ?",
+                [(amount, key) for key, amount, _limit in holds],
+            )
+            db.execute(
+                f"INSERT INTO {self._reservations} VALUES (?, 'held', ?, ?)",
+                (reservation_id, expires_at, orjson.dumps([h[:2] for h in holds]).decode()),
+            )
+            db.execute("COMMIT")
+            return True, states
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int]
+    ) -> tuple[str, list[State]]:
+        return self._finish(reservation_id, "settled", actual)
+
+    async def release(self, reservation_id: str) -> str:
+        return self._finish(reservation_id, "released", None)[0]
+
+    def _finish(
+        self, reservation_id: str, new_state: str, actual: Mapping[str, int] | None
+    ) -> tuple[str, list[State]]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                f"SELECT state, holds FROM {self._reservations} WHERE id = ?", (reservation_id,)
+            ).fetchone()
+            if row is None or row[0] not in ("held", "expired"):
+                db.execute("COMMIT")
+                return ("unknown" if row is None else row[0]), []
+            state, holds = row[0], dict(orjson.loads(row[1]))
+            if actual is None and state == "expired":
+                db.execute("COMMIT")
+                return state, []
+            states = []
+            for key in sorted(holds):
+                back = holds[key] if state == "held" else 0
+                charge = 0 if actual is None else actual.get(key, 0)
+                states.append(
+                    db.execute(
+                        f"UPDATE {self._counters} SET held = held - ?, spent = spent + ?"
+                        " WHERE key = ? RETURNING key, spent, held",
+                        (back, charge, key),
+                    ).fetchone()
+                )
+            db.execute(
+                f"UPDATE {self._reservations} SET state = ? WHERE id = ?",
+                (new_state, reservation_id),
+            )
+            db.execute("COMMIT")
+            return state, states
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def expire(self, now: float) -> int:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            gone = db.execute(
+                f"UPDATE {self._reservations} SET state = 'expired'"
+                " WHERE state = 'held' AND expires_at < ? RETURNING holds",
+                (now,),
+            ).fetchall()
+            back: dict[str, int] = {}
+            for (holds,) in gone:
+                for key, amount in orjson.loads(holds):
+                    back[key] = back.get(key, 0) + amount
+            db.executemany(
+                f"UPDATE {self._counters} SET held = held - ? WHERE key = ?",
+                [(amount, key) for key, amount in sorted(back.items())],
+            )
+            db.execute(
+                f"DELETE FROM {self._reservations} WHERE state != 'held' AND expires_at < ?",
+                (now - FINISHED_RETENTION_S,),
+            )
+            db.execute("COMMIT")
+            return len(gone)
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found = {key: (0, 0) for key in keys}
+        for key in keys:
+            row = self._db.execute(
+                f"SELECT spent, held FROM {self._counters} WHERE key = ?", (key,)
+            ).fetchone()
+            if row is not None:
+                found[key] = (row[0], row[1])
+        return found
+
+    async def close(self) -> None:
+        self._db.close()
+
+
+class PostgresBudgetCounters:
+    """Counters shared by every process on one database (a small asyncpg pool per process)."""
+
+    def __init__(self, pool: asyncpg.Pool, name: str) -> None:
+        self._pool = pool
+        c, r = f"{name}_counters", f"{name}_reservations"
+        self._lock = (
+            f"SELECT key, spent, held FROM {c} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+        )
+        self._create = (
+            f"INSERT INTO {c} (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k"
+            " ON CONFLICT DO NOTHING"
+        )
+        self._hold = (
+            f"WITH added AS (UPDATE {c} SET held = {c}.held + h.amount"
+            " FROM unnest($1::text[], $2::bigint[]) AS h(key, amount)"
+            f" WHERE {c}.key = h.key RETURNING {c}.key, {c}.spent, {c}.held),"
+            f" recorded AS (INSERT INTO {r} (id, state, expires_at, hold_keys, hold_amounts)"
+            " VALUES ($3, 'held', $4, $1, $2))"
+            " SELECT key, spent, held FROM added ORDER BY key"
+        )
+        self._find = f"SELECT state, hold_keys, hold_amounts FROM {r} WHERE id = $1 FOR UPDATE"
+        self._apply = (
+            f"UPDATE {c} SET held = {c}.held - h.back, spent = {c}.spent + h.charge"
+            " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS h(key, back, charge)"
+            f" WHERE {c}.key = h.key RETURNING {c}.key, {c}.spent, {c}.held"
+        )
+        self._mark = f"UPDATE {r} SET state = $2 WHERE id = $1"
+        self._expire = (
+            f"UPDATE {r} SET state = 'expired' WHERE id IN (SELECT id FROM {r}"
+            " WHERE state = 'held' AND expires_at < $1 ORDER BY id"
+            f" LIMIT {EXPIRE_BATCH} FOR UPDATE SKIP LOCKED) RETURNING hold_keys, hold_amounts"
+        )
+        self._forget = f"DELETE FROM {r} WHERE state <> 'held' AND expires_at < $1"
+        self._read = f"SELECT key, spent, held FROM {c} WHERE key = ANY($1::text[])"
+
+    @classmethod
+    async def open(
+        cls, url: str, *, name: str = "corral_budget", pool_size: int = 4
+    ) -> PostgresBudgetCounters:
+        name = _check_name(name)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                # Two processes creating the tables at once would race on the catalog.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+                await conn.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name}_counters (key text PRIMARY KEY,"
+                    " spent bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);"
+                    f"CREATE TABLE IF NOT EXISTS {name}_reservations (id text PRIMARY KEY,"
+                    " state text NOT NULL, expires_at double precision NOT NULL,"
+                    " hold_keys text[] NOT NULL, hold_amounts bigint[] NOT NULL);"
+                    f"CREATE INDEX IF NOT EXISTS {name}_by_expiry"
+                    f" ON {name}_reservations (state, expires_at);"
+                )
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, name)
+
+    async def reserve(
+        self, reservation_id: str, holds: Sequence[Hold], expires_at: float
+    ) -> tuple[bool, list[State]]:
+        ordered = sorted(holds)
+        keys = [key for key, _amount, _limit in ordered]
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(self._lock, keys)
+            if len(rows) < len(keys):
+                await conn.execute(self._create, keys)
+                rows = await conn.fetch(self._lock, keys)
+            current = {row["key"]: (row["spent"], row["held"]) for row in rows}
+            for key, amount, limit in ordered:
+                spent, held = current[key]
+                if limit is not None and spent + held + amount > limit:
+                    return False, [(key, spent, held)]
+            amounts = [amount for _key, amount, _limit in ordered]
+            added = await conn.fetch(self._hold, keys, amounts, reservation_id, expires_at)
+            return True, [(row["key"], row["spent"], row["held"]) for row in added]
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int]
+    ) -> tuple[str, list[State]]:
+        return await self._finish(reservation_id, "settled", actual)
+
+    async def release(self, reservation_id: str) -> str:
+        return (await self._finish(reservation_id, "released", None))[0]
+
+    async def _finish(
+        self, reservation_id: str, new_state: str, actual: Mapping[str, int] | None
+    ) -> tuple[str, list[State]]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(self._find, reservation_id)
+            if row is None or row["state"] not in ("held", "expired"):
+                return ("unknown" if row is None else row["state"]), []
+            state = row["state"]
+            if actual is None and state == "expired":
+                return state, []
+            keys = list(row["hold_keys"])
+            back = list(row["hold_amounts"]) if state == "held" else [0] * len(keys)
+            charge = [0 if actual is None else actual.get(key, 0) for key in keys]
+            await conn.fetch(self._lock, keys)
+            changed = await conn.fetch(self._apply, keys, back, charge)
+            await conn.execute(self._mark, reservation_id, new_state)
+            return state, sorted((r["key"], r["spent"], r["held"]) for r in changed)
+
+    async def expire(self, now: float) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            gone = await conn.fetch(self._expire, now)
+            back: dict[str, int] = {}
+            for row in gone:
+                for key, amount in zip(row["hold_keys"], row["hold_amounts"], strict=True):
+                    back[key] = back.get(key, 0) + amount
+            if back:
+                keys = sorted(back)
+                await conn.fetch(self._lock, keys)
+                await conn.fetch(self._apply, keys, [back[k] for k in keys], [0] * len(keys))
+            await conn.execute(self._forget, now - FINISHED_RETENTION_S)
+            return len(gone)
+
+    async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found = {key: (0, 0) for key in keys}
+        async with self._pool.acquire() as conn:
+            for row in await conn.fetch(self._read, list(keys)):
+                found[row["key"]] = (row["spent"], row["held"])
+        return found
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+_RESERVE = """
+local n = tonumber(ARGV[3])
+local record, expiry = KEYS[n + 1], KEYS[n + 2]
+if redis.call('EXISTS', record) == 1 then return redis.error_reply('reservation id in use') end
+for i = 1, n do
+  local limit = ARGV[3 + 2 * i]
+  if limit ~= '' then
+    local v = redis.call('HMGET', KEYS[i], 'spent', 'held')
+    local spent, held = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+    if spent + held + tonumber(ARGV[2 + 2 * i]) > tonumber(limit) then
+      return {0, i, spent, held}
+    end
+  end
+end
+local out = {1}
+for i = 1, n do
+  local held = redis.call('HINCRBY', KEYS[i], 'held', ARGV[2 + 2 * i])
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 'spent') or '0')
+  out[#out + 1] = held
+  redis.call('HSET', record, 'h:' .. KEYS[i], ARGV[2 + 2 * i])
+end
+redis.call('HSET', record, 'state', 'held')
+redis.call('ZADD', expiry, ARGV[2], ARGV[1])
+return out
+"""
+
+# KEYS: record, expiry zset, counters...; ARGV: id, new state, retention, charges...
+_FINISH = """
+local record = KEYS[1]
+local state = redis.call('HGET', record, 'state')
+if not state then return {'unknown'} end
+if state ~= 'held' and state ~= 'expired' then return {state} end
+if ARGV[2] == 'released' and state == 'expired' then return {state} end
+local out = {state}
+for i = 3, #KEYS do
+  if state == 'held' then
+    local hold = redis.call('HGET', record, 'h:' .. KEYS[i])
+    if hold then redis.call('HINCRBY', KEYS[i], 'held', -tonumber(hold)) end
+  end
+  out[#out + 1] = redis.call('HINCRBY', KEYS[i], 'spent', ARGV[1 + i])
+  out[#out + 1] = tonumber(redis.call('HGET', KEYS[i], 'held') or '0')
+end
+redis.call('HSET', record, 'state', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('EXPIRE', record, ARGV[3])
+return out
+"""
+
+# KEYS: expiry zset; ARGV: now, record key prefix, retention, batch
+_EXPIRE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1], 'LIMIT', 0, ARGV[4])
+for _, id in ipairs(ids) do
+  local record = ARGV[2] .. id
+  local fields = redis.call('HGETALL', record)
+  for j = 1, #fields, 2 do
+    if string.sub(fields[j], 1, 2) == 'h:' then
+      redis.call('HINCRBY', string.sub(fields[j], 3), 'held', -tonumber(fields[j + 1]))
+    end
+  end
+  redis.call('HSET', record, 'state', 'expired')
+  redis.call('EXPIRE', record, ARGV[3])
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids
+"""
+
+
+class RedisBudgetCounters:
+    """Counters in one Redis: each operation is one Lua script, atomic on the server."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self._client = client
+        self._counter_prefix = f"{name}:c:"
+        self._record_prefix = f"{name}:r:"
+        self._expiry = f"{name}:expiry"
+        self._reserve = client.register_script(_RESERVE)
+        self._finish_script = client.register_script(_FINISH)
+        self._expire = client.register_script(_EXPIRE)
+
+    @classmethod
+    async def open(
+        cls, url: str, *, name: str = "corral_budget", pool_size: int = 8
+    ) -> RedisBudgetCounters:
+        # A blocking pool makes a burst of requests queue for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=30)
+        client = aioredis.Redis.from_pool(pool)
+        try:
+            await client.ping()
+        except BaseException:
+            await client.aclose()
+            raise
+        return cls(client, _check_name(name))
+
+    async def reserve(
+        self, reservation_id: str, holds: Sequence[Hold], expires_at: float
+    ) -> tuple[bool, list[State]]:
+        ordered = sorted(holds)
+        keys = [self._counter_prefix + key for key, _amount, _limit in ordered]
+        args: list[str | int | float] = [reservation_id, repr(expires_at), len(ordered)]
+        for _key, amount, limit in ordered:
+            args += [amount, "" if limit is None else limit]
+        record = self._record_prefix + reservation_id
+        out = await self._reserve(keys=[*keys, record, self._expiry], args=args)
+        if out[0] == 0:
+            return False, [(ordered[int(out[1]) - 1][0], int(out[2]), int(out[3]))]
+        return True, [
+            (key, int(out[1 + 2 * i]), int(out[2 + 2 * i]))
+            for i, (key, _amount, _limit) in enumerate(ordered)
+        ]
+
+    async def settle(
+        self, reservation_id: str, actual: Mapping[str, int]
+    ) -> tuple[str, list[State]]:
+        return await self._finish(reservation_id, "settled", actual)
+
+    async def release(self, reservation_id: str) -> str:
+        record = self._record_prefix + reservation_id
+        fields = await self._client.hkeys(record)
+        names = [f.decode() if isinstance(f, bytes) else f for f in fields]
+        start = len("h:" + self._counter_prefix)
+        held = sorted(field[start:] for field in names if field.startswith("h:"))
+        return (await self._finish(reservation_id, "released", dict.fromkeys(held, 0)))[0]
+
+    async def _finish(
+        self, reservation_id: str, new_state: str, actual: Mapping[str, int]
+    ) -> tuple[str, list[State]]:
+        ordered = sorted(actual)
+        keys = [self._record_prefix + reservation_id, self._expiry]
+        keys += [self._counter_prefix + key for key in ordered]
+        args: list[str | int] = [reservation_id, new_state, FINISHED_RETENTION_S]
+        args += [actual[key] for key in ordered]
+        out = await self._finish_script(keys=keys, args=args)
+        state = out[0].decode() if isinstance(out[0], bytes) else str(out[0])
+        if len(out) == 1:
+            return state, []
+        return state, [
+            (key, int(out[1 + 2 * i]), int(out[2 + 2 * i])) for i, key in enumerate(ordered)
+        ]
+
+    async def expire(self, now: float) -> int:
+        args: list[str | int] = [repr(now), self._record_prefix, FINISHED_RETENTION_S, EXPIRE_BATCH]
+        return int(await self._expire(keys=[self._expiry], args=args))
+
+    async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
+        found = {}
+        for key in keys:
+            spent, held = await self._client.hmget(self._counter_prefix + key, ["spent", "held"])
+            found[key] = (int(spent or 0), int(held or 0))
+        return found
+
+    async def close(self) -> None:
+        await self._client.aclose()
