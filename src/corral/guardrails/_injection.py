@@ -172,20 +172,20 @@ _BLOB_RULES: dict[str, tuple[str, Rule]] = {
 # Every rule above opens with one of these words (or "[" / a padlock emoji), so the full regex is
 # only tried where one starts. Matching runs over the lower-cased text.
 _FIRST_WORDS = (
-    "log", "echo", "ignor", "disregard", "forget", "skip", "overrid", "bypass", "neglect",
-    "abandon", "discard", "overwrit", "new", "updat", "real", "actual", "true", "nevermind", "stop",
-    "from", "modif", "reprogram", "chang", "do", "strive", "always", "fully", "no", "zero",
-    "break", "jailbr", "developer", "god", "sudo", "unrestricted", "evil", "opposite",
-    "stay", "without", "free", "not", "broken", "don", "beyond", "amoral", "unfiltered",
-    "uncensored", "unlimited", "unhinged", "never", "reveal", "show", "print", "repeat",
-    "output", "display", "tell", "give", "share", "disclose", "leak", "dump", "spell",
-    "translate", "encode", "summari", "list", "write", "recite", "copy", "paste", "return",
-    "what", "beginning", "my", "i", "text", "instructions", "prompt", "words", "system",
-    "act", "pretend", "role", "you", "immerse", "simulate", "hypothetical", "in",
-    "fictional", "alter", "persona", "answer", "respond", "two", "openai", "anthropic",
-    "content", "ethical", "immoral", "unethical", "illegal", "offensive", "explicit",
-    "profanity", "swear", "harmful", "dangerous", "censored", "refus", "disclaimer",
-    "warning",
+    "told", "learned", "given", "instructed", "log", "echo", "ignor", "disregard", "forget",
+    "skip", "overrid", "bypass", "neglect", "abandon", "discard", "overwrit", "new",
+    "updat", "real", "actual", "true", "nevermind", "stop", "from", "modif", "reprogram",
+    "chang", "do", "strive", "always", "fully", "no", "zero", "break", "jailbr",
+    "developer", "god", "sudo", "unrestricted", "evil", "opposite", "stay", "without",
+    "free", "not", "broken", "don", "beyond", "amoral", "unfiltered", "uncensored",
+    "unlimited", "unhinged", "never", "reveal", "show", "print", "repeat", "output",
+    "display", "tell", "give", "share", "disclose", "leak", "dump", "spell", "translate",
+    "encode", "summari", "list", "write", "recite", "copy", "paste", "return", "what",
+    "beginning", "my", "i", "text", "instructions", "prompt", "words", "system", "act",
+    "pretend", "role", "you", "immerse", "simulate", "hypothetical", "in", "fictional",
+    "alter", "persona", "answer", "respond", "two", "openai", "anthropic", "content",
+    "ethical", "immoral", "unethical", "illegal", "offensive", "explicit", "profanity",
+    "swear", "harmful", "dangerous", "censored", "refus", "disclaimer", "warning",
 )  # fmt: skip
 _KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[🔓🔒]"
 
