@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random as _random
+import time
 from collections.abc import Callable, Sequence
 
 from corral.gateway.balancer import Balancer
@@ -111,6 +112,7 @@ def create_gateway(
     transport: UpstreamTransport | None = None,
     stages: Sequence[Stage] = (),
     random: Callable[[], float] = _random.random,
+    clock: Callable[[], float] = time.monotonic,
     max_body_bytes: int = 8 * 1024 * 1024,
     max_attempts: int = 3,
     retry_after_seconds: int = 5,
@@ -120,13 +122,15 @@ def create_gateway(
     ``authenticate`` gets the bearer token (None when absent) and says whether it is accepted.
     ``stages`` run, in order, after the Endpoint is resolved and before the request is forwarded.
     ``transport`` defaults to a pooled ``HttpTransport`` that the gateway closes on shutdown.
-    ``max_attempts`` bounds the replicas tried per request.
+    ``max_attempts`` bounds the replicas tried per Endpoint per request (the first try included;
+    a fallback Endpoint gets as many). ``random`` and ``clock`` (ejections, retry budgets) are
+    injectable for tests; timeouts run on the event loop's clock.
     """
     if max_body_bytes < 1 or max_attempts < 1 or retry_after_seconds < 0:
         raise ValueError("max_body_bytes and max_attempts must be >= 1, retry_after_seconds >= 0")
     owns_transport = transport is None
     upstream = transport if transport is not None else HttpTransport()
-    balancer = Balancer(random)
+    balancer = Balancer(random, clock)
     authenticate_stage = authenticate_with(authenticate)
     inference = compose(
         [authenticate_stage, read_json(max_body_bytes), resolve_endpoint, *stages],

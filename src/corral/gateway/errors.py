@@ -83,3 +83,7 @@ def no_ready_replica(reason: str, retry_after_seconds: int) -> GatewayError:
 
 def bad_gateway(message: str) -> GatewayError:
     return GatewayError(502, message, type="server_error", code="upstream_unavailable")
+
+
+def gateway_timeout(message: str) -> GatewayError:
+    return GatewayError(504, message, type="server_error", code="upstream_timeout")

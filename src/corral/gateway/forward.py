@@ -1,11 +1,24 @@
 """The terminal stage: send the request to a replica and relay the answer as it arrives.
 
-Tries replicas chosen by the ``Balancer``; a try that fails before the upstream's first response
-byte (``UpstreamUnreachable``) moves on to another replica, never the same one. Once the response
-has started towards the client nothing is retried: an upstream that breaks mid-body leaves the
-client with a cut-off response (the server closes the connection), which is the honest signal.
-Chunks are relayed one by one as the transport yields them; nothing is buffered, which is what
-makes server-sent events stream.
+Tries replicas chosen by the ``Balancer``, each try bounded by the Endpoint's
+``timeouts.perTrySeconds`` to the first response byte and all of them by ``totalSeconds``. A try
+that fails before the upstream's first response byte (``UpstreamUnreachable``, or no headers in
+time) moves on to another replica, never the same one; so does an upstream answer of 429 or 503
+(it is busy, another replica may not be); any other status is the upstream's answer and ends the
+Endpoint's tries. Every try after the first spends the Endpoint's retry budget, and each outcome
+is reported to the Balancer's outlier ejection (``corral.gateway.resilience``).
+
+Fallback: when the Endpoint has no ready replica, or its tries all failed (unreachable, timed
+out, 5xx, 429), the request goes to the first of ``spec.routing.fallback`` that has a ready
+replica, within what is left of the total timeout; the answer carries ``x-corral-fallback:
+<endpoint>``. Only the requested Endpoint's list is followed, so fallbacks cannot loop. When
+nothing answers well, the client gets the last upstream error status as the upstream sent it,
+else 504 ``upstream_timeout`` if a try ran out of time, else 502, else 503 ``no_ready_replica``.
+
+Once the response has started towards the client nothing is retried: an upstream that breaks
+mid-body leaves the client with a cut-off response (the server closes the connection), which is
+the honest signal. Chunks are relayed one by one as the transport yields them; nothing is
+buffered, which is what makes server-sent events stream.
 
 Upstream request: ``POST {apiBase}{path after /v1}`` with the route's upstream headers
 (content-type, and the upstream's own API key when it has one; never the caller's). The body is
@@ -21,10 +34,10 @@ import logging
 
 import orjson
 
-from corral.gateway.balancer import Balancer, affinity_key
+from corral.gateway.balancer import Balancer, affinity_key, session_key
 from corral.gateway.call import Call, Handler
-from corral.gateway.errors import bad_gateway, no_ready_replica
-from corral.gateway.routes import API_PREFIX
+from corral.gateway.errors import bad_gateway, gateway_timeout, no_ready_replica
+from corral.gateway.routes import API_PREFIX, EndpointRoute
 from corral.gateway.transport import (
     Headers,
     UpstreamError,
@@ -34,6 +47,10 @@ from corral.gateway.transport import (
 )
 
 log = logging.getLogger("corral.gateway")
+
+FALLBACK_HEADER = b"x-corral-fallback"
+SESSION_HEADER = b"x-session-id"
+_RETRIED_STATUSES = frozenset({429, 503})
 
 # Hop-by-hop headers describe one connection, not the message; date and server are the
 # gateway's own (uvicorn writes them).
@@ -52,6 +69,24 @@ _NOT_RELAYED = frozenset(
 )
 
 
+class _Outcome:
+    """What one request's tries came to while none has been relayed."""
+
+    __slots__ = ("held", "held_from", "problems", "timed_out", "tried")
+
+    def __init__(self) -> None:
+        self.held: UpstreamResponse | None = None  # the latest upstream error answer
+        self.held_from: str | None = None  # the fallback Endpoint it came from, if any
+        self.problems: list[str] = []
+        self.timed_out = False
+        self.tried = False
+
+    async def hold(self, response: UpstreamResponse, fallback: str | None) -> None:
+        if self.held is not None:
+            await self.held.aclose()
+        self.held, self.held_from = response, fallback
+
+
 def forward(
     transport: UpstreamTransport,
     balancer: Balancer,
@@ -63,48 +98,124 @@ def forward(
         endpoint = call.endpoint
         if endpoint is None:
             raise RuntimeError("forward needs call.endpoint: resolve_endpoint must run first")
-        affinity = affinity_key(call.payload) if endpoint.strategy == "prefix-affinity" else None
         query = call.scope.get("query_string")
         path = call.path[len(API_PREFIX) :]
         target = f"{path}?{query.decode('latin-1')}" if query else path
-        headers: Headers = list(endpoint.upstream_headers)
-        failed: list[str] = []
-        problems: list[str] = []
-        for _ in range(max_attempts):
-            picked = balancer.pick(endpoint, affinity, failed)
-            if picked is None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + endpoint.policy.total_seconds
+        outcome = _Outcome()
+        try:
+            if await try_endpoint(call, endpoint, target, deadline, outcome, None):
+                return
+            for name in endpoint.policy.fallback:
+                fallback = call.routes.lookup(name)
+                if fallback is None or not fallback.serving:
+                    continue
+                public = fallback.public_name
+                if await try_endpoint(call, fallback, target, deadline, outcome, public):
+                    return
                 break
+            if outcome.held is not None:
+                response, outcome.held = outcome.held, None
+                try:
+                    await _relay(call, response, outcome.held_from)
+                finally:
+                    await response.aclose()
+                return
+        finally:
+            if outcome.held is not None:
+                await outcome.held.aclose()
+        tries = "; ".join(outcome.problems)
+        if outcome.timed_out:
+            raise gateway_timeout(
+                f"Endpoint {endpoint.public_name!r}: no upstream answered in time ({tries})"
+            )
+        if outcome.tried:
+            raise bad_gateway(f"Endpoint {endpoint.public_name!r}: every try failed ({tries})")
+        raise no_ready_replica(endpoint.unavailable_reason, retry_after_seconds)
+
+    async def try_endpoint(
+        call: Call,
+        endpoint: EndpointRoute,
+        target: str,
+        deadline: float,
+        outcome: _Outcome,
+        fallback: str | None,
+    ) -> bool:
+        """Try ``endpoint``'s replicas; True once an answer was relayed."""
+        policy = endpoint.policy
+        affinity = affinity_key(call.payload) if endpoint.strategy == "prefix-affinity" else None
+        session = (
+            session_key(call.payload, call.header(SESSION_HEADER))
+            if len(endpoint.serving) > 1
+            else None
+        )
+        headers: Headers = list(endpoint.upstream_headers)
+        loop = asyncio.get_running_loop()
+        balancer.count_request(endpoint)
+        failed: list[str] = []
+        for attempt in range(max_attempts):
+            picked = balancer.pick(endpoint, affinity, failed, session)
+            if picked is None:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                outcome.timed_out = True
+                outcome.problems.append(f"total timeout of {policy.total_seconds:g}s reached")
+                return False
+            if attempt and not balancer.take_retry(endpoint):
+                outcome.problems.append(f"{endpoint.public_name}: retry budget spent")
+                return False
             version, address = picked
+            outcome.tried = True
+            per_try = min(policy.per_try_seconds, remaining)
             balancer.acquire(address)
             try:
-                response = await transport.send(
-                    "POST", address + target, headers, _body_for(call, version.model)
-                )
+                async with asyncio.timeout(per_try):
+                    response = await transport.send(
+                        "POST", address + target, headers, _body_for(call, version.model)
+                    )
+            except TimeoutError:
+                problem = f"{address}: no response within {per_try:g}s"
+                outcome.timed_out = True
             except UpstreamUnreachable as error:
-                balancer.release(address)
-                failed.append(address)
-                problems.append(f"{address}: {error}")
-                log.warning(
-                    "endpoint %s: replica %s failed, trying another: %s",
-                    endpoint.public_name,
-                    address,
-                    error,
-                )
-                continue
+                problem = f"{address}: {error}"
             except BaseException:
                 balancer.release(address)
                 raise
-            try:
-                await _relay(call, response)
-            finally:
+            else:
+                problem = ""
+            if problem:
                 balancer.release(address)
-                await response.aclose()
-            return
-        if not failed:
-            raise no_ready_replica(endpoint.unavailable_reason, retry_after_seconds)
-        raise bad_gateway(
-            f"Endpoint {endpoint.public_name!r}: every try failed ({'; '.join(problems)})"
-        )
+                failed.append(address)
+                outcome.problems.append(problem)
+                ejected = balancer.failed(endpoint, version, address)
+                log.warning(
+                    "endpoint %s: replica %s failed%s: %s",
+                    endpoint.public_name,
+                    address,
+                    " and is ejected" if ejected else "",
+                    problem,
+                )
+                continue
+            status = response.status
+            if status < 500 and status != 429:
+                balancer.succeeded(address)
+                try:
+                    await _relay(call, response, fallback)
+                finally:
+                    balancer.release(address)
+                    await response.aclose()
+                return True
+            balancer.release(address)
+            if status >= 500:
+                balancer.failed(endpoint, version, address)
+            failed.append(address)
+            outcome.problems.append(f"{address}: answered {status}")
+            await outcome.hold(response, fallback)
+            if status not in _RETRIED_STATUSES:
+                return False
+        return False
 
     return forward_stage
 
@@ -116,15 +227,12 @@ def _body_for(call: Call, model: str) -> bytes:
     return orjson.dumps({**call.payload, "model": model})
 
 
-async def _relay(call: Call, response: UpstreamResponse) -> None:
+async def _relay(call: Call, response: UpstreamResponse, fallback: str | None) -> None:
     send = call.send
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [pair for pair in response.headers if pair[0] not in _NOT_RELAYED],
-        }
-    )
+    headers = [pair for pair in response.headers if pair[0] not in _NOT_RELAYED]
+    if fallback is not None:
+        headers.append((FALLBACK_HEADER, fallback.encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     call.response_started = True
     # A streamed generation can run for minutes: stop pulling it once the client is gone.
     # (uvicorn's send() silently drops data for a disconnected client, so ask receive().)

@@ -220,6 +220,10 @@ class HttpTransport:
             raise UpstreamUnreachable(
                 f"{connection.origin.authority} sent a malformed HTTP response: {error}"
             ) from error
+        except asyncio.CancelledError:
+            # The caller gave up (a per-try timeout): a late response must not be read as the next.
+            self._drop(connection)
+            raise
         body = _Body(self, connection, state)
         return UpstreamResponse(state.status, state.headers, body, body.aclose)
 

@@ -6,13 +6,13 @@ uses that immutable snapshot throughout (retries included), so a swap never tear
 the request path never queries the store.
 
 Input contract (the Endpoint controller writes the status): ``spec.models: [{model, weight}]``,
-``spec.routing.strategy``, ``spec.runtime`` and ``status.replicas: [{name, model, apiBase,
-ready, state}]``. A replica takes traffic when ``ready`` is true, its ``state`` is not
-``Draining`` and its ``model`` is one of ``spec.models``; requests go to its ``apiBase`` (the
-OpenAI base URL, ``.../v1``) plus the path after ``/v1``. An entry without ``apiBase`` (written
-before the field existed) is taken as ``address + "/v1"``, or ``address`` itself for an
-``openai`` upstream. Clients name an Endpoint as ``name`` (namespace ``default``) or
-``namespace/name``.
+``spec.routing`` (the strategy, and the ``RoutingPolicy`` of ``corral.gateway.resilience``),
+``spec.runtime`` and ``status.replicas: [{name, model, apiBase, ready, state}]``. A replica
+takes traffic when ``ready`` is true, its ``state`` is not ``Draining`` and its ``model`` is
+one of ``spec.models``; requests go to its ``apiBase`` (the OpenAI base URL, ``.../v1``) plus
+the path after ``/v1``. An entry without ``apiBase`` (written before the field existed) is taken
+as ``address + "/v1"``, or ``address`` itself for an ``openai`` upstream. Clients name an
+Endpoint as ``name`` (namespace ``default``) or ``namespace/name``.
 
 Upstream credentials: ``spec.runtime.secretRef`` names a Secret whose ``apiKey`` the caller
 passes in ``api_keys`` (``"namespace/secret-name" → key``); it is compiled into the route's
@@ -23,6 +23,7 @@ A process runtime's own ``api_key`` option (llama.cpp's and vLLM's ``--api-key``
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +32,7 @@ from typing import Any
 import orjson
 
 from corral.api import Object
+from corral.gateway.resilience import RoutingPolicy, compile_policy
 
 DEFAULT_NAMESPACE = "default"
 STRATEGIES = frozenset({"least-outstanding", "round-robin", "prefix-affinity"})
@@ -38,6 +40,7 @@ API_PREFIX = "/v1"
 """What the gateway serves under; a replica's ``apiBase`` replaces it on the way upstream."""
 
 _JSON = (b"content-type", b"application/json")
+DEFAULT_POLICY = RoutingPolicy()
 _KEY_OPTIONS = ("api_key", "api-key")
 
 
@@ -54,6 +57,7 @@ class VersionRoute:
     weight: int
     addresses: tuple[str, ...]
     waiting: tuple[str, ...]  # "replica-name State" of replicas that exist but take no traffic
+    salt: int = 0  # mixes a session key into this version's own hash (sticky sessions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +72,7 @@ class EndpointRoute:
     model_entry: bytes  # this Endpoint in the OpenAI model-object shape, serialised
     # content-type, plus the upstream's Authorization when it needs a key: kept out of repr.
     upstream_headers: tuple[tuple[bytes, bytes], ...] = field(default=(_JSON,), repr=False)
+    policy: RoutingPolicy = DEFAULT_POLICY
 
 
 class RouteTable:
@@ -134,11 +139,13 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
     status = _mapping(obj.get("status") or {}, where, "status")
 
     weights = _model_weights(spec.get("models"), where)
-    strategy = _mapping(spec.get("routing") or {}, where, "spec.routing").get(
-        "strategy", "least-outstanding"
-    )
+    routing = _mapping(spec.get("routing") or {}, where, "spec.routing")
+    strategy = routing.get("strategy", "least-outstanding")
     if strategy not in STRATEGIES:
         raise ValueError(f"{where}: spec.routing.strategy: {strategy!r} is not one of {STRATEGIES}")
+    policy = compile_policy(routing, namespace, where)
+    if f"{namespace}/{name}" in policy.fallback:
+        raise ValueError(f"{where}: spec.routing.fallback: an Endpoint cannot fall back to itself")
 
     addresses: dict[str, list[str]] = {model: [] for model in weights}
     waiting: dict[str, list[str]] = {model: [] for model in weights}
@@ -168,6 +175,7 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
             weight=weight,
             addresses=tuple(addresses[model]),
             waiting=tuple(waiting[model]),
+            salt=_salt(f"{namespace}/{name}/{model}"),
         )
         for model, weight in weights.items()
     )
@@ -198,7 +206,13 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
             }
         ),
         upstream_headers=headers,
+        policy=policy,
     )
+
+
+def _salt(key: str) -> int:
+    # blake2b, not hash(): gateway processes must agree on where a session sticks.
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
 
 
 def _api_base(replica: Mapping[str, Any], where: str, entry: str, *, upstream: bool) -> str:
