@@ -59,6 +59,20 @@ async def test_an_edited_field_names_its_record(
     assert f"record seq {seq}" in report.summary()
 
 
+@pytest.mark.parametrize(
+    ("assignment", "seq"),
+    [("policy = 'not json'", 6), ("details = '{\"n\":'", 18)],
+)
+async def test_an_unreadable_field_names_its_record(
+    target: AuditTarget, written: AuditLog, assignment: str, seq: int
+) -> None:
+    await target.tamper(f"UPDATE audit_records SET {assignment} WHERE seq = {seq}")
+    report = await check(target, written)
+    assert report.first_bad_seq == seq
+    assert [problem.kind for problem in report.problems] == ["edited"]
+    assert f"record seq {seq}: unreadable row" in report.summary()
+
+
 async def test_a_deleted_record_is_missing(target: AuditTarget, written: AuditLog) -> None:
     await target.tamper("DELETE FROM audit_records WHERE seq = 7")
     report = await check(target, written)
@@ -169,3 +183,15 @@ async def test_truncation_after_a_checkpoint_is_caught(
     assert [(problem.kind, problem.checkpoint) for problem in report.problems] == [
         ("truncated", 20)
     ]
+
+
+async def test_a_deletion_before_an_unreadable_row_is_reported_first(
+    target: AuditTarget, written: AuditLog
+) -> None:
+    await target.tamper(
+        "DELETE FROM audit_records WHERE seq = 3",
+        "UPDATE audit_records SET policy = 'not json' WHERE seq = 4",
+    )
+    report = await check(target, written)
+    assert report.first_bad_seq == 3
+    assert [problem.kind for problem in report.problems] == ["missing"]

@@ -10,7 +10,7 @@ from corral.audit.log import AuditLog, AuditLogClosed
 from corral.audit.merkle import verify_consistency, verify_inclusion
 from corral.audit.record import AuditEvent, AuditRecord
 from corral.audit.signing import Checkpoint, SigningKey, load_public_key
-from corral.audit.storage import AuditStorage, BuildRecords, ChainHead
+from corral.audit.storage import AuditStorage, BuildRecords, ChainHead, UnreadableRecord
 from corral.audit.verify import Problem, VerifyReport, consistency_proof, inclusion_proof, verify
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Checkpoint",
     "Problem",
     "SigningKey",
+    "UnreadableRecord",
     "VerifyReport",
     "consistency_proof",
     "inclusion_proof",

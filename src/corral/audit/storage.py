@@ -29,6 +29,16 @@ EMPTY_HEAD = ChainHead(0, GENESIS_HASH)
 BuildRecords = Callable[[ChainHead], Sequence[AuditRecord]]
 
 
+class UnreadableRecord(ValueError):
+    """A stored row that cannot be read back as a record (a column changed to something that
+    is not JSON, or not bytes): ``records()`` raises it and stops there."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"record seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
 class AuditStorage(Protocol):
     async def append(self, build: BuildRecords) -> Sequence[AuditRecord]:
         """Insert what ``build(head)`` returns in one transaction; return it once committed."""

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from corral.audit.merkle import MerkleAccumulator, consistency_path, inclusion_path
 from corral.audit.record import GENESIS_HASH, AuditRecord
 from corral.audit.signing import Checkpoint, signature_problem
-from corral.audit.storage import AuditStorage
+from corral.audit.storage import AuditStorage, UnreadableRecord
 
 
 @dataclass(frozen=True)
@@ -84,25 +84,31 @@ async def verify(
     tree = MerkleAccumulator()
     previous = GENESIS_HASH
     record_problem: Problem | None = None
-    async for record in storage.records():
-        report.records += 1
-        if record_problem is not None:
-            continue
-        record_problem = _record_problem(record, tree.size, previous)
-        if record_problem is not None:
-            continue
-        tree.push(record.hash)
-        previous = record.hash
-        due = roots_due.get(tree.size)
-        if due is not None and due.root_hash != tree.root():
-            record_problem = Problem(
-                "root",
-                f"checkpoint at size {due.size}: the records do not hash to its root (a record "
-                f"before seq {due.size} was changed and its hashes recomputed)",
-                checkpoint=due.size,
-            )
-        elif due is not None and due.size in trusted:
-            report.verified_size = due.size
+    try:
+        async for record in storage.records():
+            report.records += 1
+            if record_problem is not None:
+                continue
+            record_problem = _record_problem(record, tree.size, previous)
+            if record_problem is not None:
+                continue
+            tree.push(record.hash)
+            previous = record.hash
+            due = roots_due.get(tree.size)
+            if due is not None and due.root_hash != tree.root():
+                record_problem = Problem(
+                    "root",
+                    f"checkpoint at size {due.size}: the records do not hash to its root (a "
+                    f"record before seq {due.size} was changed and its hashes recomputed)",
+                    checkpoint=due.size,
+                )
+            elif due is not None and due.size in trusted:
+                report.verified_size = due.size
+    except UnreadableRecord as error:
+        if record_problem is None and error.seq != tree.size:
+            record_problem = _missing(tree.size, error.seq)
+        elif record_problem is None:
+            record_problem = Problem("edited", str(error), seq=error.seq)
     if record_problem is not None:
         report.problems.append(record_problem)
     else:
@@ -124,9 +130,7 @@ async def verify(
 def _record_problem(record: AuditRecord, expected: int, previous: bytes) -> Problem | None:
     seq = record.seq
     if seq != expected:  # rows come in seq order with seq unique, so the gap is a deletion
-        return Problem(
-            "missing", f"record seq {expected} is missing (next stored is {seq})", seq=expected
-        )
+        return _missing(expected, seq)
     if record.computed_hash() != record.hash:
         return Problem(
             "edited", f"record seq {seq}: its fields do not hash to its stored hash", seq=seq
@@ -138,6 +142,12 @@ def _record_problem(record: AuditRecord, expected: int, previous: bytes) -> Prob
             seq=seq,
         )
     return None
+
+
+def _missing(expected: int, found: int) -> Problem:
+    return Problem(
+        "missing", f"record seq {expected} is missing (next stored is {found})", seq=expected
+    )
 
 
 async def inclusion_proof(storage: AuditStorage, seq: int, tree_size: int) -> list[bytes]:

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from corral.audit import AuditRecord, BuildRecords, ChainHead, Checkpoint
+from corral.audit import AuditRecord, BuildRecords, ChainHead, Checkpoint, UnreadableRecord
 from corral.store.urls import sqlite_path
 
 PAGE = 2000
@@ -93,19 +93,24 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
 
 def _record(row: Sequence[Any]) -> AuditRecord:
     seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash_ = row
-    return AuditRecord(
-        seq=seq,
-        time=time,
-        actor=actor,
-        action=action,
-        resource=resource,
-        decision=decision,
-        policies=tuple(orjson.loads(policy)),
-        cost=cost,
-        details=orjson.loads(details),
-        prev_hash=bytes(prev_hash),
-        hash=bytes(hash_),
-    )
+    try:
+        return AuditRecord(
+            seq=seq,
+            time=time,
+            actor=actor,
+            action=action,
+            resource=resource,
+            decision=decision,
+            policies=tuple(orjson.loads(policy)),
+            cost=cost,
+            details=orjson.loads(details),
+            prev_hash=bytes(prev_hash),
+            hash=bytes(hash_),
+        )
+    except (ValueError, TypeError) as error:
+        # Only a change made behind the log's back produces such a row (SQLite accepts any
+        # type in any column): the verifier reports it as an edited record.
+        raise UnreadableRecord(seq, f"unreadable row ({error})") from None
 
 
 def _head(row: Sequence[Any] | None) -> ChainHead:
