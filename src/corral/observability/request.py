@@ -1,0 +1,324 @@
+"""One request's telemetry, from the gateway's first stage to the last byte of the response.
+
+The gateway calls ``Telemetry.start(info)`` when it knows the endpoint, then ``first_chunk()``,
+``usage(...)`` (and ``response``, ``cost``, ``set_policy`` as it learns them) and ``finish``.
+Until ``finish`` the object only stores numbers and clock readings; ``finish`` does the rest at
+once: one span built with its real start time (so nothing is left open if a request is
+abandoned, and nothing is exported from the request path: the batch processor's thread does
+that), the GenAI histograms, the Prometheus samples and the trace store record.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import orjson
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from corral.observability.traces import TraceRecord
+
+if TYPE_CHECKING:
+    from corral.observability.telemetry import Telemetry
+
+OPERATIONS = frozenset({"chat", "text_completion", "embeddings"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """What the gateway knows about a request when it starts it."""
+
+    operation: str
+    """``chat``, ``text_completion`` or ``embeddings`` (the GenAI operation name)."""
+    endpoint: str
+    team: str
+    request_model: str
+    provider: str
+    """The upstream's kind (``openai``, ``vllm``, ``llamacpp``): gen_ai.provider.name."""
+    server_address: str | None = None
+    policy: str | None = None
+    stream: bool = False
+    max_tokens: int | None = None
+    temperature: float | None = None
+    input: Any = None
+    """The prompt as sent (messages, prompt or input); recorded only with content capture."""
+
+    def __post_init__(self) -> None:
+        if self.operation not in OPERATIONS:
+            raise ValueError(
+                f"CallInfo.operation: must be one of {sorted(OPERATIONS)}, got {self.operation!r}"
+            )
+
+    @classmethod
+    def from_request(
+        cls,
+        operation: str,
+        payload: Mapping[str, Any],
+        *,
+        endpoint: str,
+        team: str,
+        provider: str,
+        server_address: str | None = None,
+        policy: str | None = None,
+    ) -> CallInfo:
+        """Read model, sampling limits, streaming and the prompt from an OpenAI request body."""
+        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
+        temperature = payload.get("temperature")
+        prompt = payload.get("messages", payload.get("prompt", payload.get("input")))
+        return cls(
+            operation=operation,
+            endpoint=endpoint,
+            team=team,
+            request_model=str(payload.get("model", "")),
+            provider=provider,
+            server_address=server_address,
+            policy=policy,
+            stream=payload.get("stream") is True,
+            max_tokens=max_tokens if _is_int(max_tokens) else None,
+            temperature=float(temperature) if _is_number(temperature) else None,
+            input=prompt,
+        )
+
+
+class RequestTelemetry:
+    """Clock readings and facts for one request; ``finish`` records them everywhere."""
+
+    __slots__ = (
+        "_cost_usd",
+        "_finish_reasons",
+        "_finished",
+        "_first_chunk_ns",
+        "_input_tokens",
+        "_output_parts",
+        "_output_tokens",
+        "_policy",
+        "_response_model",
+        "_start_ns",
+        "_start_wall_ns",
+        "_telemetry",
+        "info",
+    )
+
+    def __init__(self, telemetry: Telemetry, info: CallInfo) -> None:
+        self._telemetry = telemetry
+        self.info = info
+        self._start_wall_ns = time.time_ns()
+        self._start_ns = time.perf_counter_ns()
+        self._first_chunk_ns: int | None = None
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self._response_model: str | None = None
+        self._finish_reasons: tuple[str, ...] = ()
+        self._cost_usd: float | None = None
+        self._policy = info.policy
+        self._output_parts: list[str] | None = [] if telemetry.config.capture_content else None
+        self._finished = False
+
+    def first_chunk(self) -> None:
+        """The first response chunk went out; later calls keep the first reading."""
+        if self._first_chunk_ns is None:
+            self._first_chunk_ns = time.perf_counter_ns()
+
+    def usage(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        self._input_tokens = input_tokens
+        self._output_tokens = output_tokens
+
+    def response(self, model: str | None = None, finish_reasons: Sequence[str] = ()) -> None:
+        if model is not None:
+            self._response_model = model
+        if finish_reasons:
+            self._finish_reasons = tuple(finish_reasons)
+
+    def cost(self, usd: float) -> None:
+        self._cost_usd = usd
+
+    def set_policy(self, name: str) -> None:
+        self._policy = name
+
+    def output_text(self, text: str) -> None:
+        """Generated text for content capture; ignored unless capture is on."""
+        if self._output_parts is not None:
+            self._output_parts.append(text)
+
+    def guardrail(self, guardrail: str, action: str) -> None:
+        metrics = self._telemetry.metrics
+        if metrics is not None:
+            metrics.guardrail_event(self.info.endpoint, self.info.team, guardrail, action)
+
+    def finish(self, status: int, error: str | None = None) -> TraceRecord | None:
+        """Record the request; a second call (say from a ``finally``) does nothing."""
+        if self._finished:
+            return None
+        self._finished = True
+        end_ns = time.perf_counter_ns()
+        duration_ns = end_ns - self._start_ns
+        ttfc_s = (
+            (self._first_chunk_ns - self._start_ns) / 1e9
+            if self._first_chunk_ns is not None
+            else None
+        )
+        telemetry = self._telemetry
+        info = self.info
+        input_content, output_content = self._content()
+        trace_id = self._span(status, error, duration_ns, input_content, output_content)
+        record = TraceRecord(
+            trace_id=trace_id,
+            started_at=self._start_wall_ns / 1e9,
+            duration_s=duration_ns / 1e9,
+            time_to_first_chunk_s=ttfc_s,
+            operation=info.operation,
+            endpoint=info.endpoint,
+            team=info.team,
+            policy=self._policy,
+            provider=info.provider,
+            request_model=info.request_model,
+            response_model=self._response_model,
+            server_address=info.server_address,
+            stream=info.stream,
+            max_tokens=info.max_tokens,
+            temperature=info.temperature,
+            input_tokens=self._input_tokens,
+            output_tokens=self._output_tokens,
+            finish_reasons=self._finish_reasons,
+            cost_usd=self._cost_usd,
+            status=status,
+            error=error,
+            input_content=input_content,
+            output_content=output_content,
+        )
+        telemetry.store.append(record)
+        if telemetry.metrics is not None:
+            telemetry.metrics.observe_request(
+                info.endpoint,
+                info.team,
+                status,
+                duration_ns / 1e9,
+                time_to_first_chunk_s=ttfc_s,
+                input_tokens=self._input_tokens or 0,
+                output_tokens=self._output_tokens or 0,
+                cost_usd=self._cost_usd or 0.0,
+            )
+        self._genai_metrics(status, error, duration_ns / 1e9, ttfc_s)
+        return record
+
+    def _span(
+        self,
+        status: int,
+        error: str | None,
+        duration_ns: int,
+        input_content: str | None,
+        output_content: str | None,
+    ) -> str:
+        tracer = self._telemetry.otel.tracer
+        if tracer is None:
+            return f"{random.getrandbits(128):032x}"
+        info = self.info
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": info.operation,
+            "gen_ai.provider.name": info.provider,
+            "gen_ai.system": info.provider,  # the pre-1.37 name, still what many backends read
+            "gen_ai.request.model": info.request_model,
+            "corral.endpoint": info.endpoint,
+            "corral.team": info.team,
+            "corral.stream": info.stream,
+            "http.response.status_code": status,
+        }
+        optional = (
+            ("server.address", info.server_address),
+            ("gen_ai.request.max_tokens", info.max_tokens),
+            ("gen_ai.request.temperature", info.temperature),
+            ("gen_ai.response.model", self._response_model),
+            ("gen_ai.usage.input_tokens", self._input_tokens),
+            ("gen_ai.usage.output_tokens", self._output_tokens),
+            ("corral.policy", self._policy),
+            ("corral.cost_usd", self._cost_usd),
+            ("gen_ai.input.messages", input_content),
+            ("gen_ai.output.messages", _output_messages(output_content, self._finish_reasons)),
+        )
+        for key, value in optional:
+            if value is not None:
+                attributes[key] = value
+        if self._finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = self._finish_reasons
+        if error is not None or status >= 400:
+            attributes["error.type"] = error or str(status)
+        span = tracer.start_span(
+            f"{info.operation} {info.request_model}",
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=self._start_wall_ns,
+        )
+        if "error.type" in attributes:
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end(end_time=self._start_wall_ns + duration_ns)
+        return f"{span.get_span_context().trace_id:032x}"
+
+    def _genai_metrics(
+        self, status: int, error: str | None, duration_s: float, ttfc_s: float | None
+    ) -> None:
+        otel = self._telemetry.otel
+        if otel.operation_duration is None:
+            return
+        info = self.info
+        model_label = self._telemetry.model_label
+        attributes: dict[str, str] = {
+            "gen_ai.operation.name": info.operation,
+            "gen_ai.provider.name": info.provider,
+            "gen_ai.request.model": model_label(info.request_model),
+        }
+        if self._response_model is not None:
+            attributes["gen_ai.response.model"] = model_label(self._response_model)
+        if info.server_address is not None:
+            attributes["server.address"] = info.server_address
+        if error is not None or status >= 400:
+            attributes["error.type"] = error or str(status)
+        otel.operation_duration.record(duration_s, attributes)
+        if ttfc_s is not None and otel.time_to_first_chunk is not None:
+            otel.time_to_first_chunk.record(ttfc_s, attributes)
+        if otel.token_usage is not None:
+            if self._input_tokens is not None:
+                otel.token_usage.record(
+                    self._input_tokens, {**attributes, "gen_ai.token.type": "input"}
+                )
+            if self._output_tokens is not None:
+                otel.token_usage.record(
+                    self._output_tokens, {**attributes, "gen_ai.token.type": "output"}
+                )
+
+    def _content(self) -> tuple[str | None, str | None]:
+        if self._output_parts is None:
+            return None, None
+        limit = self._telemetry.config.max_content_chars
+        prompt = None
+        if self.info.input is not None:
+            try:
+                prompt = orjson.dumps(self.info.input).decode()
+            except TypeError:
+                prompt = repr(self.info.input)
+        return _bounded(prompt, limit), _bounded("".join(self._output_parts), limit)
+
+
+def _bounded(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}…[{len(text) - limit} more chars]"
+
+
+def _output_messages(text: str | None, finish_reasons: tuple[str, ...]) -> str | None:
+    if text is None:
+        return None
+    message: dict[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
+    if finish_reasons:
+        message["finish_reason"] = finish_reasons[0]
+    return orjson.dumps([message]).decode()
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
