@@ -24,6 +24,9 @@ ORDER = [
     "gateway_bench",
     "serving_bench",
     "sched_bench",
+    "identity_bench",
+    "policy_bench",
+    "guardrails_eval",
 ]
 
 
