@@ -1,7 +1,8 @@
 """Audit log benchmark: append throughput with group commit against one commit per record, and
-verification speed (SQLite; synchronous=FULL, so every commit is an fsync).
+verification speed (SQLite with synchronous=FULL, so every commit is an fsync; PostgreSQL rows
+in a scratch database on CORRAL_TEST_POSTGRES_DSN, or a line saying it is unreachable).
 
-    python benchmarks/audit_bench.py [--quick]
+    python benchmarks/audit_bench.py [--quick] [--postgres-dsn DSN]
 
 Prints one table:
 
@@ -17,17 +18,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import secrets
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from rich.console import Console
 from rich.table import Table
 
 from corral.audit import AuditEvent, AuditLog, SigningKey, inclusion_proof, verify
 from corral.audit.storage import ChainHead
-from corral.store.audit_storage import SqliteAuditStorage
+from corral.store.audit_storage import SqliteAuditStorage, open_audit_storage
+
+DEFAULT_DSN = os.environ.get(
+    "CORRAL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,39 @@ def sample(number: int) -> AuditEvent:
     )
 
 
-async def open_log(directory: Path, name: str, **options: int) -> AuditLog:
-    storage = await SqliteAuditStorage.open(str(directory / f"{name}.db"))
+async def open_log(url: str, **options: int) -> AuditLog:
+    if url.startswith("postgresql"):  # a fresh log each time; the tables refuse DELETE
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+        finally:
+            await connection.close()
+    storage = await open_audit_storage(url)
     return await AuditLog.open(storage, SigningKey.generate(), **options)
 
 
+@contextlib.asynccontextmanager
+async def scratch_postgres(dsn: str) -> AsyncIterator[str | None]:
+    """A scratch database's URL, or None when PostgreSQL cannot be reached."""
+    try:
+        admin = await asyncpg.connect(dsn, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgreSQLError):
+        yield None
+        return
+    database = f"corral_audit_bench_{secrets.token_hex(4)}"
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        yield urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+
+
 async def concurrent_rate(
-    directory: Path, name: str, records: int, appenders: int, max_batch: int
+    url: str, records: int, appenders: int, max_batch: int
 ) -> tuple[float, float]:
     """(appends/s, mean records per transaction) for ``appenders`` tasks sharing ``records``."""
-    log = await open_log(directory, name, max_batch=max_batch, checkpoint_every=10**9)
+    log = await open_log(url, max_batch=max_batch, checkpoint_every=10**9)
     transactions = 0
     original = log.storage.append
 
@@ -91,8 +125,8 @@ async def concurrent_rate(
     return per_task * appenders / elapsed, per_task * appenders / transactions
 
 
-async def sequential_rate(directory: Path, records: int) -> float:
-    log = await open_log(directory, "sequential", checkpoint_every=10**9)
+async def sequential_rate(url: str, records: int) -> float:
+    log = await open_log(url, checkpoint_every=10**9)
     started = time.perf_counter()
     for number in range(records):
         await log.append(sample(number))
@@ -125,27 +159,37 @@ async def verify_times(directory: Path, records: int) -> tuple[float, float]:
     return verify_seconds, proof_seconds
 
 
-async def run(sizes: Sizes) -> Table:
-    table = Table(title="audit log (SQLite, synchronous=FULL)")
+async def append_rows(table: Table, label: str, url: str, sizes: Sizes) -> None:
+    """Rows comparing group commit with one commit per record for the backend at ``url``."""
+    appenders = sizes.appenders
+    grouped, per_batch = await concurrent_rate(
+        url.format(name="grouped"), sizes.concurrent_appends, appenders, max_batch=1000
+    )
+    single, _ = await concurrent_rate(
+        url.format(name="single"), sizes.concurrent_appends // 10, appenders, max_batch=1
+    )
+    sequential = await sequential_rate(url.format(name="sequential"), sizes.sequential_appends)
+    table.add_row(f"{label}: appends/s, {appenders} appenders, group commit", f"{grouped:,.0f}")
+    table.add_row("  records per transaction (mean)", f"{per_batch:,.1f}")
+    table.add_row(f"{label}: appends/s, {appenders} appenders, 1 commit/record", f"{single:,.0f}")
+    table.add_row(f"{label}: appends/s, one awaited append after another", f"{sequential:,.0f}")
+    table.add_row(f"{label}: group commit speed-up", f"{grouped / single:,.1f}x")
+
+
+async def run(sizes: Sizes, dsn: str) -> Table:
+    table = Table(title="audit log (SQLite with synchronous=FULL; PostgreSQL)")
     table.add_column("measure")
     table.add_column("value", justify="right")
     with tempfile.TemporaryDirectory() as temporary:
         directory = Path(temporary)
-        grouped, per_batch = await concurrent_rate(
-            directory, "grouped", sizes.concurrent_appends, sizes.appenders, max_batch=1000
-        )
-        single, _ = await concurrent_rate(
-            directory, "single", sizes.concurrent_appends // 10, sizes.appenders, max_batch=1
-        )
-        sequential = await sequential_rate(directory, sizes.sequential_appends)
+        await append_rows(table, "sqlite", f"sqlite:///{directory}/{{name}}.db", sizes)
         verify_seconds, proof_seconds = await verify_times(directory, sizes.verify_records)
-    appenders = sizes.appenders
-    table.add_row(f"appends/s, {appenders} appenders, group commit", f"{grouped:,.0f}")
-    table.add_row("  records per transaction (mean)", f"{per_batch:,.1f}")
-    table.add_row(f"appends/s, {appenders} appenders, one commit per record", f"{single:,.0f}")
-    table.add_row("appends/s, one awaited append after another", f"{sequential:,.0f}")
-    table.add_row("group commit speed-up over one commit per record", f"{grouped / single:,.1f}x")
-    table.add_row(f"verify {sizes.verify_records:,} records (s)", f"{verify_seconds:.2f}")
+    async with scratch_postgres(dsn) as postgres_url:
+        if postgres_url is None:
+            table.add_row("postgres", f"unreachable at {dsn}")
+        else:
+            await append_rows(table, "postgres", postgres_url, sizes)
+    table.add_row(f"verify {sizes.verify_records:,} records, sqlite (s)", f"{verify_seconds:.2f}")
     per_100k = verify_seconds * 100_000 / sizes.verify_records
     table.add_row("verify time per 100k records (s)", f"{per_100k:.2f}")
     table.add_row(
@@ -157,8 +201,11 @@ async def run(sizes: Sizes) -> Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
+    parser.add_argument(
+        "--postgres-dsn", default=DEFAULT_DSN, help="server for the PostgreSQL rows"
+    )
     arguments = parser.parse_args()
-    table = asyncio.run(run(QUICK if arguments.quick else FULL))
+    table = asyncio.run(run(QUICK if arguments.quick else FULL, arguments.postgres_dsn))
     Console().print(table)
 
 
