@@ -10,7 +10,15 @@ import asyncpg
 import pytest
 from audit_target import AuditTarget, event
 
-from corral.audit import AuditEvent, AuditLogClosed, SigningKey, verify
+from corral.audit import (
+    AuditEvent,
+    AuditLog,
+    AuditLogClosed,
+    SigningKey,
+    load_public_key,
+    verify,
+)
+from corral.store.audit_storage import open_audit_storage
 
 
 async def test_appends_get_dense_seqs_and_read_back_unchanged(target: AuditTarget) -> None:
@@ -155,3 +163,36 @@ async def test_the_database_refuses_changes_to_the_log(target: AuditTarget, stat
         await target.run_sql(statement.replace("hash_of_nothing", blank))
     report = await verify(log.storage, target.key.public_keys())
     assert report.ok, report.summary()
+
+
+async def test_a_verifier_with_only_the_public_pem_checks_the_log(target: AuditTarget) -> None:
+    log = await target.log()
+    await log.append(event(0))
+    await log.close()
+    kid, public_key = load_public_key(target.key.public_pem())
+    assert kid == target.key.kid
+    report = await verify(log.storage, {kid: public_key})
+    assert report.ok, report.summary()
+    stranger = SigningKey.generate()
+    report = await verify(log.storage, stranger.public_keys())
+    assert [(problem.kind, problem.checkpoint) for problem in report.problems] == [("signature", 1)]
+
+
+def test_a_public_key_that_is_not_pem_is_refused() -> None:
+    with pytest.raises(ValueError, match="audit public key: not a PEM public key"):
+        load_public_key(b"ssh-ed25519 AAAA")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"checkpoint_every": 0}, {"max_batch": 0}, {"checkpoint_interval": 0.0}],
+)
+async def test_bad_log_options_are_refused(target: AuditTarget, options: dict[str, float]) -> None:
+    storage = await target.storage()
+    with pytest.raises(ValueError, match="audit log: checkpoint_every and max_batch"):
+        await AuditLog.open(storage, target.key, **options)  # type: ignore[arg-type]
+
+
+async def test_an_unknown_storage_url_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"use sqlite:///path\.db or postgresql://"):
+        await open_audit_storage("mysql://db")
