@@ -85,7 +85,7 @@ async def scratch_postgres(dsn: str) -> AsyncIterator[str | None]:
     """A scratch database's URL, or None when PostgreSQL cannot be reached."""
     try:
         admin = await asyncpg.connect(dsn, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgreSQLError):
+    except (OSError, TimeoutError, asyncpg.PostgresError):
         yield None
         return
     database = f"corral_audit_bench_{secrets.token_hex(4)}"
