@@ -39,7 +39,7 @@ WAIT_S = 20.0
 async def _admin(statement: str) -> None:
     try:
         connection = await asyncpg.connect(POSTGRES_DSN, timeout=10)
-    except (OSError, TimeoutError, asyncpg.PostgreSQLError) as error:
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         pytest.fail(f"PostgreSQL is unreachable at {POSTGRES_DSN}: {error!r}", pytrace=False)
     try:
         await connection.execute(statement)

@@ -57,7 +57,7 @@ def database_url(dsn: str, database: str) -> str:
 async def admin_connection() -> Any:
     try:
         return await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgreSQLError) as error:
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
         pytest.fail(
             f"PostgreSQL is unreachable at {POSTGRES_DSN} ({error!r}): the store contract suite "
             "runs against it; start it or point CORRAL_TEST_POSTGRES_DSN at one",
