@@ -27,6 +27,7 @@ ORDER = [
     "identity_bench",
     "policy_bench",
     "guardrails_eval",
+    "audit_bench",
 ]
 
 
