@@ -56,10 +56,11 @@ def endpoint(
     *,
     namespace: str | None = None,
     strategy: str | None = None,
+    routing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"models": [{"model": m, "weight": w} for m, w in weights.items()]}
-    if strategy:
-        spec["routing"] = {"strategy": strategy}
+    if strategy or routing:
+        spec["routing"] = {**({"strategy": strategy} if strategy else {}), **(routing or {})}
     metadata: dict[str, Any] = {"name": name, "creationTimestamp": "2026-01-02T03:04:05.000000Z"}
     if namespace:
         metadata["namespace"] = namespace
@@ -157,6 +158,16 @@ async def drive(
 # --- a transport that is a function ----------------------------------------------------------
 
 Respond = Callable[[str], Awaitable[UpstreamResponse]]
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class ScriptedTransport:

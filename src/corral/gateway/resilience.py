@@ -100,7 +100,7 @@ class RetryBudget:
             policy.retry_ratio * requests,
             policy.min_retries_per_second * policy.retry_window_seconds,
         )
-        return retries < allowance
+        return retries + 1 <= allowance  # counting this retry, retries stay within the budget
 
     def _slot(self, now: float, policy: RoutingPolicy) -> int:
         slot_id = int(now * _SLOTS / policy.retry_window_seconds)
@@ -147,9 +147,11 @@ class Ejections:
         """Count a failed try of ``address`` (one of ``siblings``); True when it was ejected."""
         failures = self._failures.get(address, 0) + 1
         self._failures[address] = failures
-        if failures < policy.consecutive_failures or address in self.ejected:
+        if failures < policy.consecutive_failures:
             return False
         now = self._clock()
+        if self.ejected.get(address, 0.0) > now:
+            return False  # a try that was already under way when it was ejected
         cap = math.floor(len(siblings) * policy.max_ejection_percent / 100)
         out = sum(1 for sibling in siblings if self.ejected.get(sibling, 0.0) > now)
         if out + 1 > cap:
