@@ -52,6 +52,7 @@ async def drop(backend: str, url: str, name: str) -> None:
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(f"DROP TABLE IF EXISTS {name}_counters, {name}_reservations")
+            await conn.execute(f"DROP FUNCTION IF EXISTS {name}_reserve, {name}_finish")
         finally:
             await conn.close()
     elif backend == "redis":

@@ -142,6 +142,8 @@ class BudgetLedger:
                 )
         reservation_id = uuid.uuid4().hex
         expires_at = now + self._hold_ttl_s
+        if not lines:
+            return Reservation(reservation_id, amount, (), expires_at)
         holds = [
             (line.key, line.share_of(amount), line.limit if line.budget.hard else None)
             for line in lines

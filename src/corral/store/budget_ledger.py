@@ -3,10 +3,11 @@
 Each counter is (spent, held) integers under a key the ledger chooses; a reservation records
 its holds so settle, release and expiry can return them. Three backends, one behaviour:
 
-- PostgreSQL, for many gateway processes: one transaction locks the budget's counter rows in
-  key order (``FOR UPDATE``), checks spent + held + amount <= limit for each and adds every
-  hold, or none; settle locks the reservation row first, so of two settles one charges and
-  the other sees "settled". Key order and ``SKIP LOCKED`` in the sweep keep it deadlock-free.
+- PostgreSQL, for many gateway processes: a server-side function (one round trip) locks the
+  budget's counter rows in key order (``FOR UPDATE``), checks spent + held + amount <= limit
+  for each and adds every hold, or none; settle locks the reservation row first, so of two
+  settles one charges and the other sees "settled". Key order everywhere and ``SKIP LOCKED``
+  in the sweep keep it deadlock-free.
 - Redis, for many processes without a database round trip each: Lua scripts run atomically on
   the server. A single Redis, not Cluster: the scripts touch keys recorded in a reservation.
 - SQLite, for one process (``BEGIN IMMEDIATE`` also serialises other processes on one file).
@@ -40,12 +41,14 @@ def _check_name(name: str) -> str:
 
 
 async def open_budget_counters(
-    url: str, *, name: str = "corral_budget"
+    url: str, *, name: str = "corral_budget", durable: bool = True
 ) -> PostgresBudgetCounters | RedisBudgetCounters | SqliteBudgetCounters:
-    """The counter backend ``url`` names; ValueError for a URL it cannot use."""
+    """The counter backend ``url`` names; ValueError for a URL it cannot use.
+
+    ``durable`` applies to PostgreSQL (see :meth:`PostgresBudgetCounters.open`)."""
     scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
     if scheme in ("postgresql", "postgres"):
-        return await PostgresBudgetCounters.open(url, name=name)
+        return await PostgresBudgetCounters.open(url, name=name, durable=durable)
     if scheme in ("redis", "rediss", "unix"):
         return await RedisBudgetCounters.open(url, name=name)
     if scheme == "sqlite":
@@ -199,34 +202,100 @@ class SqliteBudgetCounters:
         self._db.close()
 
 
+def _postgres_schema(name: str) -> str:
+    # Reserve and finish run as server-side functions: each is one round trip, so the counter
+    # rows stay locked only while the function runs, never across network waits. Holds and
+    # settles on one hot budget then serialise at the database's speed, not the network's.
+    c, r = f"{name}_counters", f"{name}_reservations"
+    return f"""
+CREATE TABLE IF NOT EXISTS {c} (key text PRIMARY KEY,
+    spent bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS {r} (id text PRIMARY KEY, state text NOT NULL,
+    expires_at double precision NOT NULL, hold_keys text[] NOT NULL,
+    hold_amounts bigint[] NOT NULL);
+CREATE INDEX IF NOT EXISTS {name}_by_expiry ON {r} (state, expires_at);
+
+CREATE OR REPLACE FUNCTION {name}_reserve(p_id text, p_keys text[], p_amounts bigint[],
+    p_limits bigint[], p_expires double precision)
+RETURNS TABLE (ok boolean, key text, spent bigint, held bigint) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    locked int;
+    s bigint;
+    h bigint;
+BEGIN
+    PERFORM 1 FROM {c} WHERE key = ANY(p_keys) ORDER BY key FOR UPDATE;
+    GET DIAGNOSTICS locked = ROW_COUNT;
+    IF locked < cardinality(p_keys) THEN
+        INSERT INTO {c} (key) SELECT k FROM unnest(p_keys) AS k ORDER BY k
+            ON CONFLICT DO NOTHING;
+        PERFORM 1 FROM {c} WHERE key = ANY(p_keys) ORDER BY key FOR UPDATE;
+    END IF;
+    FOR i IN 1 .. cardinality(p_keys) LOOP
+        SELECT x.spent, x.held INTO s, h FROM {c} AS x WHERE x.key = p_keys[i];
+        IF p_limits[i] IS NOT NULL AND s + h + p_amounts[i] > p_limits[i] THEN
+            RETURN QUERY SELECT false, p_keys[i], s, h;
+            RETURN;
+        END IF;
+    END LOOP;
+    INSERT INTO {r} (id, state, expires_at, hold_keys, hold_amounts)
+        VALUES (p_id, 'held', p_expires, p_keys, p_amounts);
+    RETURN QUERY WITH added AS (
+        UPDATE {c} AS x SET held = x.held + a.amount
+        FROM unnest(p_keys, p_amounts) AS a(key, amount) WHERE x.key = a.key
+        RETURNING x.key, x.spent, x.held)
+    SELECT true, added.key, added.spent, added.held FROM added ORDER BY added.key;
+END $$;
+
+CREATE OR REPLACE FUNCTION {name}_finish(p_id text, p_state text, p_keys text[],
+    p_charges bigint[])
+RETURNS TABLE (was text, key text, spent bigint, held bigint) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    found_state text;
+    found_keys text[];
+    found_amounts bigint[];
+BEGIN
+    SELECT x.state, x.hold_keys, x.hold_amounts INTO found_state, found_keys, found_amounts
+        FROM {r} AS x WHERE x.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    IF found_state NOT IN ('held', 'expired')
+            OR (p_state = 'released' AND found_state = 'expired') THEN
+        RETURN QUERY SELECT found_state, NULL::text, NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    PERFORM 1 FROM {c} WHERE key = ANY(found_keys) ORDER BY key FOR UPDATE;
+    UPDATE {r} SET state = p_state WHERE id = p_id;
+    RETURN QUERY WITH changed AS (
+        UPDATE {c} AS x
+        SET held = x.held - CASE WHEN found_state = 'held' THEN h.amount ELSE 0 END,
+            spent = x.spent + coalesce(a.charge, 0)
+        FROM unnest(found_keys, found_amounts) AS h(key, amount)
+        LEFT JOIN unnest(p_keys, p_charges) AS a(key, charge) ON a.key = h.key
+        WHERE x.key = h.key
+        RETURNING x.key, x.spent, x.held)
+    SELECT found_state, changed.key, changed.spent, changed.held FROM changed
+    ORDER BY changed.key;
+END $$;
+"""
+
+
 class PostgresBudgetCounters:
     """Counters shared by every process on one database (a small asyncpg pool per process)."""
 
     def __init__(self, pool: asyncpg.Pool, name: str) -> None:
         self._pool = pool
         c, r = f"{name}_counters", f"{name}_reservations"
-        self._lock = (
-            f"SELECT key, spent, held FROM {c} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+        self._reserve = f"SELECT ok, key, spent, held FROM {name}_reserve($1, $2, $3, $4, $5)"
+        self._finish_call = f"SELECT was, key, spent, held FROM {name}_finish($1, $2, $3, $4)"
+        self._lock = f"SELECT 1 FROM {c} WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE"
+        self._return_holds = (
+            f"UPDATE {c} SET held = {c}.held - h.amount"
+            f" FROM unnest($1::text[], $2::bigint[]) AS h(key, amount) WHERE {c}.key = h.key"
         )
-        self._create = (
-            f"INSERT INTO {c} (key) SELECT k FROM unnest($1::text[]) AS k ORDER BY k"
-            " ON CONFLICT DO NOTHING"
-        )
-        self._hold = (
-            f"WITH added AS (UPDATE {c} SET held = {c}.held + h.amount"
-            " FROM unnest($1::text[], $2::bigint[]) AS h(key, amount)"
-            f" WHERE {c}.key = h.key RETURNING {c}.key, {c}.spent, {c}.held),"
-            f" recorded AS (INSERT INTO {r} (id, state, expires_at, hold_keys, hold_amounts)"
-            " VALUES ($3, 'held', $4, $1, $2))"
-            " SELECT key, spent, held FROM added ORDER BY key"
-        )
-        self._find = f"SELECT state, hold_keys, hold_amounts FROM {r} WHERE id = $1 FOR UPDATE"
-        self._apply = (
-            f"UPDATE {c} SET held = {c}.held - h.back, spent = {c}.spent + h.charge"
-            " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS h(key, back, charge)"
-            f" WHERE {c}.key = h.key RETURNING {c}.key, {c}.spent, {c}.held"
-        )
-        self._mark = f"UPDATE {r} SET state = $2 WHERE id = $1"
         self._expire = (
             f"UPDATE {r} SET state = 'expired' WHERE id IN (SELECT id FROM {r}"
             " WHERE state = 'held' AND expires_at < $1 ORDER BY id"
@@ -237,23 +306,22 @@ class PostgresBudgetCounters:
 
     @classmethod
     async def open(
-        cls, url: str, *, name: str = "corral_budget", pool_size: int = 4
+        cls, url: str, *, name: str = "corral_budget", pool_size: int = 4, durable: bool = True
     ) -> PostgresBudgetCounters:
+        """``durable=False`` commits without waiting for the WAL flush (``synchronous_commit
+        off``, these connections only): a hot budget's holds serialise on its row lock until
+        commit, so this multiplies their rate, at the price of losing the last moments of
+        holds and charges if the database server itself crashes (never if a gateway does)."""
         name = _check_name(name)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+        settings = {} if durable else {"synchronous_commit": "off"}
+        pool = await asyncpg.create_pool(
+            url, min_size=1, max_size=pool_size, server_settings=settings
+        )
         try:
             async with pool.acquire() as conn, conn.transaction():
-                # Two processes creating the tables at once would race on the catalog.
+                # Two processes creating the schema at once would race on the catalog.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
-                await conn.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name}_counters (key text PRIMARY KEY,"
-                    " spent bigint NOT NULL DEFAULT 0, held bigint NOT NULL DEFAULT 0);"
-                    f"CREATE TABLE IF NOT EXISTS {name}_reservations (id text PRIMARY KEY,"
-                    " state text NOT NULL, expires_at double precision NOT NULL,"
-                    " hold_keys text[] NOT NULL, hold_amounts bigint[] NOT NULL);"
-                    f"CREATE INDEX IF NOT EXISTS {name}_by_expiry"
-                    f" ON {name}_reservations (state, expires_at);"
-                )
+                await conn.execute(_postgres_schema(name))
         except BaseException:
             await pool.close()
             raise
@@ -264,19 +332,13 @@ class PostgresBudgetCounters:
     ) -> tuple[bool, list[State]]:
         ordered = sorted(holds)
         keys = [key for key, _amount, _limit in ordered]
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(self._lock, keys)
-            if len(rows) < len(keys):
-                await conn.execute(self._create, keys)
-                rows = await conn.fetch(self._lock, keys)
-            current = {row["key"]: (row["spent"], row["held"]) for row in rows}
-            for key, amount, limit in ordered:
-                spent, held = current[key]
-                if limit is not None and spent + held + amount > limit:
-                    return False, [(key, spent, held)]
-            amounts = [amount for _key, amount, _limit in ordered]
-            added = await conn.fetch(self._hold, keys, amounts, reservation_id, expires_at)
-            return True, [(row["key"], row["spent"], row["held"]) for row in added]
+        amounts = [amount for _key, amount, _limit in ordered]
+        limits = [limit for _key, _amount, limit in ordered]
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                self._reserve, reservation_id, keys, amounts, limits, expires_at
+            )
+        return rows[0]["ok"], [(row["key"], row["spent"], row["held"]) for row in rows]
 
     async def settle(
         self, reservation_id: str, actual: Mapping[str, int]
@@ -284,25 +346,19 @@ class PostgresBudgetCounters:
         return await self._finish(reservation_id, "settled", actual)
 
     async def release(self, reservation_id: str) -> str:
-        return (await self._finish(reservation_id, "released", None))[0]
+        return (await self._finish(reservation_id, "released", {}))[0]
 
     async def _finish(
-        self, reservation_id: str, new_state: str, actual: Mapping[str, int] | None
+        self, reservation_id: str, new_state: str, actual: Mapping[str, int]
     ) -> tuple[str, list[State]]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self._find, reservation_id)
-            if row is None or row["state"] not in ("held", "expired"):
-                return ("unknown" if row is None else row["state"]), []
-            state = row["state"]
-            if actual is None and state == "expired":
-                return state, []
-            keys = list(row["hold_keys"])
-            back = list(row["hold_amounts"]) if state == "held" else [0] * len(keys)
-            charge = [0 if actual is None else actual.get(key, 0) for key in keys]
-            await conn.fetch(self._lock, keys)
-            changed = await conn.fetch(self._apply, keys, back, charge)
-            await conn.execute(self._mark, reservation_id, new_state)
-            return state, sorted((r["key"], r["spent"], r["held"]) for r in changed)
+        keys = sorted(actual)
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                self._finish_call, reservation_id, new_state, keys, [actual[k] for k in keys]
+            )
+        if rows[0]["key"] is None:
+            return rows[0]["was"], []
+        return rows[0]["was"], [(row["key"], row["spent"], row["held"]) for row in rows]
 
     async def expire(self, now: float) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -313,8 +369,8 @@ class PostgresBudgetCounters:
                     back[key] = back.get(key, 0) + amount
             if back:
                 keys = sorted(back)
-                await conn.fetch(self._lock, keys)
-                await conn.fetch(self._apply, keys, [back[k] for k in keys], [0] * len(keys))
+                await conn.execute(self._lock, keys)
+                await conn.execute(self._return_holds, keys, [back[k] for k in keys])
             await conn.execute(self._forget, now - FINISHED_RETENTION_S)
             return len(gone)
 
