@@ -34,6 +34,14 @@ def test_a_budget_compiles_to_a_rule_with_usd_in_micro_usd() -> None:
     )
 
 
+@pytest.mark.parametrize(("usd", "micro_usd"), [(0.57, 570_000), (0.0000015, 1), (0.29, 290_000)])
+def test_usd_limits_round_down_to_whole_micro_usd_without_float_noise(
+    usd: float, micro_usd: int
+) -> None:
+    spec = {"scope": {"kind": "model", "name": "gpt-4o"}, "limits": {"usd": usd}}
+    assert BudgetRule.from_object(budget("b", spec)).micro_usd_limit == micro_usd
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -77,8 +77,7 @@ class BudgetRule:
             period=spec.period,
             hard=spec.mode == "hard",
             token_limit=spec.limits.tokens,
-            # Round down: a limit of $0.0000015 allows 1 micro-USD, never 2.
-            micro_usd_limit=None if usd is None else math.floor(usd * MICRO_USD_PER_USD),
+            micro_usd_limit=None if usd is None else _micro_usd_floor(usd),
         )
 
     @classmethod
@@ -112,6 +111,12 @@ class BudgetRule:
             for unit, limit in limits
             if limit is not None
         ]
+
+
+def _micro_usd_floor(usd: float) -> int:
+    # Round down, so $0.0000015 allows 1 micro-USD, never 2; but first drop float noise, so
+    # $0.57 (569999.99999... micro-USD as a float) allows 570000.
+    return math.floor(round(usd * MICRO_USD_PER_USD, 6))
 
 
 class BudgetSet:

@@ -19,9 +19,10 @@ its holds so settle, release and expiry can return them. Three backends, one beh
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import asyncpg
 import orjson
@@ -83,12 +84,23 @@ class SqliteBudgetCounters:
             f" ON {self._reservations} (state, expires_at);"
         )
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: the check and the hold see the same counts.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
     async def reserve(
         self, reservation_id: str, holds: Sequence[Hold], expires_at: float
     ) -> tuple[bool, list[State]]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             states = []
             for key, amount, limit in sorted(holds):
                 db.execute(f"INSERT OR IGNORE INTO {self._counters} (key) VALUES (?)", (key,))
@@ -107,12 +119,7 @@ class SqliteBudgetCounters:
                 f"INSERT INTO {self._reservations} VALUES (?, 'held', ?, ?)",
                 (reservation_id, expires_at, orjson.dumps([h[:2] for h in holds]).decode()),
             )
-            db.execute("COMMIT")
             return True, states
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     async def settle(
         self, reservation_id: str, actual: Mapping[str, int]
@@ -125,18 +132,14 @@ class SqliteBudgetCounters:
     def _finish(
         self, reservation_id: str, new_state: str, actual: Mapping[str, int] | None
     ) -> tuple[str, list[State]]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             row = db.execute(
                 f"SELECT state, holds FROM {self._reservations} WHERE id = ?", (reservation_id,)
             ).fetchone()
             if row is None or row[0] not in ("held", "expired"):
-                db.execute("COMMIT")
                 return ("unknown" if row is None else row[0]), []
             state, holds = row[0], dict(orjson.loads(row[1]))
             if actual is None and state == "expired":
-                db.execute("COMMIT")
                 return state, []
             states = []
             for key in sorted(holds):
@@ -153,17 +156,10 @@ class SqliteBudgetCounters:
                 f"UPDATE {self._reservations} SET state = ? WHERE id = ?",
                 (new_state, reservation_id),
             )
-            db.execute("COMMIT")
             return state, states
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     async def expire(self, now: float) -> int:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             gone = db.execute(
                 f"UPDATE {self._reservations} SET state = 'expired'"
                 " WHERE state = 'held' AND expires_at < ? RETURNING holds",
@@ -181,12 +177,7 @@ class SqliteBudgetCounters:
                 f"DELETE FROM {self._reservations} WHERE state != 'held' AND expires_at < ?",
                 (now - FINISHED_RETENTION_S,),
             )
-            db.execute("COMMIT")
             return len(gone)
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         found = {key: (0, 0) for key in keys}
