@@ -39,6 +39,7 @@ def test_a_client_inventing_names_cannot_grow_the_series_count() -> None:
         assert statuses == {"200", "201", "202", OVERFLOW}
         assert sum(s.value for s in requests) == 50
 
+        captured.telemetry.force_flush()
         data = captured.metrics.get_metrics_data()
         assert data is not None
         models = {

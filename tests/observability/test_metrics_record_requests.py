@@ -6,6 +6,7 @@ from .helpers import Captured, chat_info
 
 
 def _points(captured: Captured, name: str) -> list[HistogramDataPoint]:
+    captured.telemetry.force_flush()
     data = captured.metrics.get_metrics_data()
     assert data is not None
     points: list[HistogramDataPoint] = []

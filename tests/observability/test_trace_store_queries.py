@@ -1,5 +1,3 @@
-import dataclasses
-
 import pytest
 
 from corral.observability import TraceRecord, TraceStore
@@ -97,8 +95,8 @@ def test_finished_requests_land_in_the_store_with_their_facts(captured: Captured
 
     [stored] = captured.telemetry.store.query(endpoint="chat", team="search")
     assert stored is record
-    assert dataclasses.replace(
-        stored, trace_id="", started_at=0.0, duration_s=0.0, time_to_first_chunk_s=0.0
+    assert stored._replace(
+        trace_id="", started_at=0.0, duration_s=0.0, time_to_first_chunk_s=0.0
     ) == _record(
         0,
         trace_id="",

@@ -2,10 +2,10 @@
 
 The gateway calls ``Telemetry.start(info)`` when it knows the endpoint, then ``first_chunk()``,
 ``usage(...)`` (and ``response``, ``cost``, ``set_policy`` as it learns them) and ``finish``.
-Until ``finish`` the object only stores numbers and clock readings; ``finish`` does the rest at
-once: one span built with its real start time (so nothing is left open if a request is
-abandoned, and nothing is exported from the request path: the batch processor's thread does
-that), the GenAI histograms, the Prometheus samples and the trace store record.
+Until ``finish`` the object only stores numbers and clock readings. ``finish`` appends the
+trace store record and the Prometheus samples, then queues the call for the recorder thread,
+which builds the span (with its real start and end times, so nothing is left open if a request
+is abandoned) and the GenAI histograms; exporting is the batch processor's thread's job.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 import orjson
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.context import get_current
+from opentelemetry.trace import get_current_span
 
+from corral.observability._recorder import FinishedCall
 from corral.observability.traces import TraceRecord
 
 if TYPE_CHECKING:
@@ -94,6 +96,7 @@ class RequestTelemetry:
         "_input_tokens",
         "_output_parts",
         "_output_tokens",
+        "_parent",
         "_policy",
         "_response_model",
         "_start_ns",
@@ -115,6 +118,8 @@ class RequestTelemetry:
         self._cost_usd: float | None = None
         self._policy = info.policy
         self._output_parts: list[str] | None = [] if telemetry.config.capture_content else None
+        # Only worth reading when spans are built: the span's parent, e.g. an ASGI server span.
+        self._parent = get_current() if telemetry.recorder is not None else None
         self._finished = False
 
     def first_chunk(self) -> None:
@@ -163,7 +168,9 @@ class RequestTelemetry:
         telemetry = self._telemetry
         info = self.info
         input_content, output_content = self._content()
-        trace_id = self._span(status, error, duration_ns, input_content, output_content)
+        parent_span = get_current_span(self._parent).get_span_context()
+        root = not parent_span.is_valid
+        trace_id = f"{_new_trace_id() if root else parent_span.trace_id:032x}"
         record = TraceRecord(
             trace_id=trace_id,
             started_at=self._start_wall_ns / 1e9,
@@ -201,92 +208,11 @@ class RequestTelemetry:
                 output_tokens=self._output_tokens or 0,
                 cost_usd=self._cost_usd or 0.0,
             )
-        self._genai_metrics(status, error, duration_ns / 1e9, ttfc_s)
+        if telemetry.recorder is not None:
+            telemetry.recorder.submit(
+                FinishedCall(record, self._start_wall_ns, duration_ns, self._parent, root)
+            )
         return record
-
-    def _span(
-        self,
-        status: int,
-        error: str | None,
-        duration_ns: int,
-        input_content: str | None,
-        output_content: str | None,
-    ) -> str:
-        tracer = self._telemetry.otel.tracer
-        if tracer is None:
-            return f"{random.getrandbits(128):032x}"
-        info = self.info
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": info.operation,
-            "gen_ai.provider.name": info.provider,
-            "gen_ai.system": info.provider,  # the pre-1.37 name, still what many backends read
-            "gen_ai.request.model": info.request_model,
-            "corral.endpoint": info.endpoint,
-            "corral.team": info.team,
-            "corral.stream": info.stream,
-            "http.response.status_code": status,
-        }
-        optional = (
-            ("server.address", info.server_address),
-            ("gen_ai.request.max_tokens", info.max_tokens),
-            ("gen_ai.request.temperature", info.temperature),
-            ("gen_ai.response.model", self._response_model),
-            ("gen_ai.usage.input_tokens", self._input_tokens),
-            ("gen_ai.usage.output_tokens", self._output_tokens),
-            ("corral.policy", self._policy),
-            ("corral.cost_usd", self._cost_usd),
-            ("gen_ai.input.messages", input_content),
-            ("gen_ai.output.messages", _output_messages(output_content, self._finish_reasons)),
-        )
-        for key, value in optional:
-            if value is not None:
-                attributes[key] = value
-        if self._finish_reasons:
-            attributes["gen_ai.response.finish_reasons"] = self._finish_reasons
-        if error is not None or status >= 400:
-            attributes["error.type"] = error or str(status)
-        span = tracer.start_span(
-            f"{info.operation} {info.request_model}",
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            start_time=self._start_wall_ns,
-        )
-        if "error.type" in attributes:
-            span.set_status(Status(StatusCode.ERROR, error))
-        span.end(end_time=self._start_wall_ns + duration_ns)
-        return f"{span.get_span_context().trace_id:032x}"
-
-    def _genai_metrics(
-        self, status: int, error: str | None, duration_s: float, ttfc_s: float | None
-    ) -> None:
-        otel = self._telemetry.otel
-        if otel.operation_duration is None:
-            return
-        info = self.info
-        model_label = self._telemetry.model_label
-        attributes: dict[str, str] = {
-            "gen_ai.operation.name": info.operation,
-            "gen_ai.provider.name": info.provider,
-            "gen_ai.request.model": model_label(info.request_model),
-        }
-        if self._response_model is not None:
-            attributes["gen_ai.response.model"] = model_label(self._response_model)
-        if info.server_address is not None:
-            attributes["server.address"] = info.server_address
-        if error is not None or status >= 400:
-            attributes["error.type"] = error or str(status)
-        otel.operation_duration.record(duration_s, attributes)
-        if ttfc_s is not None and otel.time_to_first_chunk is not None:
-            otel.time_to_first_chunk.record(ttfc_s, attributes)
-        if otel.token_usage is not None:
-            if self._input_tokens is not None:
-                otel.token_usage.record(
-                    self._input_tokens, {**attributes, "gen_ai.token.type": "input"}
-                )
-            if self._output_tokens is not None:
-                otel.token_usage.record(
-                    self._output_tokens, {**attributes, "gen_ai.token.type": "output"}
-                )
 
     def _content(self) -> tuple[str | None, str | None]:
         if self._output_parts is None:
@@ -307,13 +233,8 @@ def _bounded(text: str | None, limit: int) -> str | None:
     return f"{text[:limit]}…[{len(text) - limit} more chars]"
 
 
-def _output_messages(text: str | None, finish_reasons: tuple[str, ...]) -> str | None:
-    if text is None:
-        return None
-    message: dict[str, Any] = {"role": "assistant", "parts": [{"type": "text", "content": text}]}
-    if finish_reasons:
-        message["finish_reason"] = finish_reasons[0]
-    return orjson.dumps([message]).decode()
+def _new_trace_id() -> int:
+    return random.getrandbits(128) or 1  # all-zero is the invalid trace id
 
 
 def _is_int(value: object) -> TypeGuard[int]:

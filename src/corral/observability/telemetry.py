@@ -2,8 +2,8 @@
 
 It owns the OpenTelemetry pipeline (export off unless configured), the Prometheus metrics (on
 the registry the caller passes, if any) and the in-memory trace store; ``start`` hands out a
-``RequestTelemetry`` per request. ``shutdown`` flushes what is queued and stops the exporter
-threads; use the hub as a context manager so that always happens.
+``RequestTelemetry`` per request. ``shutdown`` records and flushes what is queued and stops
+the recorder and exporter threads; use the hub as a context manager so that always happens.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from corral.observability._otel import OtelPipeline
+from corral.observability._recorder import OtelRecorder
 from corral.observability.config import TelemetryConfig
 from corral.observability.labels import BoundedLabel
 from corral.observability.prometheus import GatewayMetrics
@@ -48,18 +49,29 @@ class Telemetry:
         # Request models are client-chosen strings: bounded like Prometheus labels.
         self.model_label = BoundedLabel(self.config.max_label_values)
         self.otel = OtelPipeline(self.config, span_exporter, metric_reader)
+        self.recorder = (
+            OtelRecorder(
+                self.otel, self.model_label, max_queue=self.config.trace_store_capacity * 4
+            )
+            if self.otel.enabled
+            else None
+        )
         self._closed = False
 
     def start(self, info: CallInfo) -> RequestTelemetry:
         return RequestTelemetry(self, info)
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Export everything queued now; True when it all went out within ``timeout_s``."""
+        """Record and export everything queued now; True when it all went out in time."""
+        if self.recorder is not None:
+            self.recorder.drain()
         return self.otel.force_flush(timeout_s)
 
     def shutdown(self) -> None:
         if not self._closed:
             self._closed = True
+            if self.recorder is not None:
+                self.recorder.close()
             self.otel.shutdown()
 
     def __enter__(self) -> Telemetry:

@@ -1,0 +1,184 @@
+"""Telemetry benchmark: µs per request that the gateway's telemetry adds, and its parts.
+
+    python benchmarks/telemetry_bench.py [--quick]
+
+One "request" is the lifecycle the gateway runs: ``CallInfo.from_request`` over a chat body,
+``start``, ``first_chunk``, ``usage``, ``response``, ``cost``, ``finish``. Rows, side by side:
+
+- no telemetry: the same loop building the request body only (the floor);
+- trace store only: export off, no Prometheus registry;
+- + Prometheus: the bounded metrics on a registry;
+- + OTel export: spans (batch span processor into the SDK's in-memory exporter, drained by
+  the processor's thread) and GenAI histograms (in-memory reader);
+- + content capture: the same with prompts and responses recorded (bounded).
+
+"request path" is what ``finish`` and friends cost the request. Span and GenAI metric building
+happen later on the recorder thread; to separate the two, the export rows hold the recorder's
+thread back during the timed loop and then drain its queue, timed as "recorded later". Both
+run under the same GIL, so their sum is the CPU the process spends per request. The export rows
+also count the spans that reached the exporter after a flush (the pipeline drops rather than
+block when a queue is full).
+``StreamUsage`` is measured per SSE chunk. Medians over repeats on a shared 2-core
+machine: read the differences between rows, not the absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+from rich.table import Table
+
+from corral.observability import CallInfo, StreamUsage, Telemetry, TelemetryConfig
+from corral.observability._recorder import OtelRecorder
+
+PAYLOAD: dict[str, Any] = {
+    "model": "chat",
+    "messages": [
+        {"role": "system", "content": "You are a terse assistant."},
+        {"role": "user", "content": "Summarise the corral design in one sentence. " * 4},
+    ],
+    "max_tokens": 128,
+    "temperature": 0.2,
+    "stream": True,
+}
+CHUNK = (
+    b'data: {"id":"chatcmpl-AZ1","object":"chat.completion.chunk","created":1732400000,'
+    b'"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_0ba0d124f1","choices":[{"index":0,'
+    b'"delta":{"content":" token"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
+)
+
+
+def per_call_us(call: Callable[[], object], calls: int, repeats: int) -> float:
+    """Median over ``repeats`` of the mean µs per call across ``calls`` calls."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            call()
+        samples.append((time.perf_counter() - started) / calls * 1e6)
+    return statistics.median(samples)
+
+
+def baseline() -> object:
+    return dict(PAYLOAD)
+
+
+def lifecycle(telemetry: Telemetry) -> Callable[[], object]:
+    def request() -> object:
+        info = CallInfo.from_request(
+            "chat",
+            dict(PAYLOAD),
+            endpoint="chat",
+            team="search",
+            provider="openai",
+            server_address="upstream.local",
+        )
+        call = telemetry.start(info)
+        call.first_chunk()
+        call.output_text("The corral design is a control plane.")
+        call.usage(42, 17)
+        call.response("gpt-4o-mini-2024-07-18", ("stop",))
+        call.cost(0.00012)
+        return call.finish(200)
+
+    return request
+
+
+def request_and_recording_us(telemetry: Telemetry, calls: int, repeats: int) -> tuple[float, float]:
+    """Medians of µs per request on the request path and of the deferred recording per request."""
+    request = lifecycle(telemetry)
+    if telemetry.recorder is not None:
+        # Held back (no wake-ups) and deep enough for one repeat: drained by hand below.
+        telemetry.recorder.close()
+        telemetry.recorder = OtelRecorder(
+            telemetry.otel,
+            telemetry.model_label,
+            max_queue=calls,
+            wake_every=calls + 1,
+            interval_s=3600,
+        )
+    on_path, later = [], []
+    for _ in range(repeats):
+        telemetry.force_flush()
+        started = time.perf_counter()
+        for _ in range(calls):
+            request()
+        drained = time.perf_counter()
+        if telemetry.recorder is not None:
+            telemetry.recorder.drain()
+        finished = time.perf_counter()
+        on_path.append((drained - started) / calls * 1e6)
+        later.append((finished - drained) / calls * 1e6)
+    return statistics.median(on_path), statistics.median(later)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls, for CI smoke runs")
+    args = parser.parse_args()
+    # One repeat fits the span queue (8192), so a drained repeat is never dropped.
+    calls, repeats = (2_000, 3) if args.quick else (5_000, 9)
+
+    table = Table(title=f"telemetry per request ({calls} calls x {repeats} repeats, median)")
+    columns = ("setup", "µs request path", "added vs none", "µs recorded later", "spans")
+    for column in columns:
+        table.add_column(column, justify="right" if column != "setup" else "left")
+
+    floor = per_call_us(baseline, calls, repeats)
+    table.add_row("no telemetry", f"{floor:.2f}", "-", "-", "-")
+
+    setups: list[tuple[str, TelemetryConfig, bool, bool]] = [
+        ("trace store only", TelemetryConfig(), False, False),
+        ("+ Prometheus", TelemetryConfig(), True, False),
+        ("+ OTel export (in-memory)", TelemetryConfig(), True, True),
+        ("+ content capture", TelemetryConfig(capture_content=True), True, True),
+    ]
+    for label, config, prometheus, export in setups:
+        spans = InMemorySpanExporter() if export else None
+        reader = InMemoryMetricReader() if export else None
+        registry = CollectorRegistry() if prometheus else None
+        with Telemetry(
+            config, registry=registry, span_exporter=spans, metric_reader=reader
+        ) as telemetry:
+            us, later = request_and_recording_us(telemetry, calls, repeats)
+            telemetry.force_flush()
+            exported = "-"
+            if spans is not None:
+                exported = f"{len(spans.get_finished_spans())}/{calls * repeats}"
+        table.add_row(label, f"{us:.2f}", f"{us - floor:+.2f}", f"{later:.2f}", exported)
+
+    console = Console()
+    console.print(table)
+
+    stream = Table(title="streaming usage (StreamUsage.feed)")
+    stream.add_column("input")
+    stream.add_column("µs", justify="right")
+    usage = StreamUsage()
+    per_chunk = per_call_us(lambda: usage.feed(CHUNK), calls * 5, repeats)
+    stream.add_row("one SSE chunk (~270 bytes)", f"{per_chunk:.2f}")
+    whole = CHUNK * 200
+
+    def whole_stream() -> object:
+        counter = StreamUsage()
+        counter.feed(whole)
+        return counter.report()
+
+    stream.add_row("200-chunk stream, one feed", f"{per_call_us(whole_stream, 50, repeats):.1f}")
+    stream.add_row(
+        "orjson.loads of one chunk (floor)",
+        f"{per_call_us(lambda: orjson.loads(CHUNK[6:]), calls * 5, repeats):.2f}",
+    )
+    console.print(stream)
+
+
+if __name__ == "__main__":
+    main()

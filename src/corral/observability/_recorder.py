@@ -1,0 +1,187 @@
+"""Turns finished requests into OpenTelemetry spans and GenAI metrics, off the request path.
+
+The OTel SDK costs tens of µs per span and per histogram sample (attribute cleaning, hashing,
+locks), which would otherwise sit on every request. ``RequestTelemetry.finish`` only queues a
+``FinishedCall``; a daemon thread wakes every ``interval_s`` (or sooner when ``wake_every``
+calls are waiting) and records them. The span gets the request's real start and end times and
+its parent context from ``start``, so deferring changes nothing a trace backend sees. The
+queue is bounded: when the thread falls behind, new calls are counted in ``dropped`` instead of
+growing memory; the trace store and Prometheus still see every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from corral.observability._otel import SPAN_QUEUE, OtelPipeline
+from corral.observability.labels import BoundedLabel
+from corral.observability.traces import TraceRecord
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedCall:
+    record: TraceRecord
+    start_wall_ns: int
+    duration_ns: int
+    parent: Context | None
+    """The context active at ``start``; a valid span in it becomes the span's parent."""
+    root: bool
+    """No parent span: the span starts a trace with ``record.trace_id``."""
+
+
+class OtelRecorder:
+    """A bounded queue of finished calls and the thread that records them."""
+
+    def __init__(
+        self,
+        pipeline: OtelPipeline,
+        model_label: BoundedLabel,
+        *,
+        max_queue: int = SPAN_QUEUE,
+        wake_every: int = 256,
+        interval_s: float = 0.1,
+    ) -> None:
+        self._pipeline = pipeline
+        self._model_label = model_label
+        self._max_queue = max_queue
+        self._wake_every = wake_every
+        self._interval_s = interval_s
+        self._queue: deque[FinishedCall] = deque()
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self.dropped = 0
+        self._thread = threading.Thread(target=self._run, name="corral-otel-recorder", daemon=True)
+        self._thread.start()
+
+    def submit(self, call: FinishedCall) -> None:
+        if len(self._queue) >= self._max_queue:
+            self.dropped += 1
+            return
+        self._queue.append(call)
+        if len(self._queue) >= self._wake_every:
+            self._wake.set()
+
+    def drain(self) -> None:
+        """Record everything queued now, on the calling thread."""
+        with self._drain_lock:
+            while self._queue:
+                call = self._queue.popleft()
+                try:
+                    self._record(call)
+                except Exception:
+                    # One bad record must not stop telemetry for every later request.
+                    _log.exception("could not record telemetry for trace %s", call.record.trace_id)
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self.drain()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            self.drain()
+
+    def _record(self, call: FinishedCall) -> None:
+        if self._pipeline.tracer is not None:
+            self._span(call)
+        if self._pipeline.operation_duration is not None:
+            self._metrics(call.record)
+
+    def _span(self, call: FinishedCall) -> None:
+        tracer = self._pipeline.tracer
+        assert tracer is not None  # checked by _record
+        record = call.record
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": record.operation,
+            "gen_ai.provider.name": record.provider,
+            "gen_ai.system": record.provider,  # the pre-1.37 name, still what many backends read
+            "gen_ai.request.model": record.request_model,
+            "corral.endpoint": record.endpoint,
+            "corral.team": record.team,
+            "corral.stream": record.stream,
+            "http.response.status_code": record.status,
+        }
+        optional = (
+            ("server.address", record.server_address),
+            ("gen_ai.request.max_tokens", record.max_tokens),
+            ("gen_ai.request.temperature", record.temperature),
+            ("gen_ai.response.model", record.response_model),
+            ("gen_ai.usage.input_tokens", record.input_tokens),
+            ("gen_ai.usage.output_tokens", record.output_tokens),
+            ("corral.policy", record.policy),
+            ("corral.cost_usd", record.cost_usd),
+            ("gen_ai.input.messages", record.input_content),
+            ("gen_ai.output.messages", _output_messages(record)),
+        )
+        for key, value in optional:
+            if value is not None:
+                attributes[key] = value
+        if record.finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = record.finish_reasons
+        if record.failed:
+            attributes["error.type"] = _error_type(record)
+        if call.root:
+            self._pipeline.trace_ids.preset = int(record.trace_id, 16)
+        span = tracer.start_span(
+            f"{record.operation} {record.request_model}",
+            context=call.parent,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=call.start_wall_ns,
+        )
+        if record.failed:
+            span.set_status(Status(StatusCode.ERROR, record.error))
+        span.end(end_time=call.start_wall_ns + call.duration_ns)
+
+    def _metrics(self, record: TraceRecord) -> None:
+        pipeline = self._pipeline
+        assert pipeline.operation_duration is not None  # checked by _record
+        attributes: dict[str, str] = {
+            "gen_ai.operation.name": record.operation,
+            "gen_ai.provider.name": record.provider,
+            "gen_ai.request.model": self._model_label(record.request_model),
+        }
+        if record.response_model is not None:
+            attributes["gen_ai.response.model"] = self._model_label(record.response_model)
+        if record.server_address is not None:
+            attributes["server.address"] = record.server_address
+        if record.failed:
+            attributes["error.type"] = _error_type(record)
+        pipeline.operation_duration.record(record.duration_s, attributes)
+        ttfc = record.time_to_first_chunk_s
+        if ttfc is not None and pipeline.time_to_first_chunk is not None:
+            pipeline.time_to_first_chunk.record(ttfc, attributes)
+        if pipeline.token_usage is not None:
+            for kind, tokens in (("input", record.input_tokens), ("output", record.output_tokens)):
+                if tokens is not None:
+                    pipeline.token_usage.record(tokens, {**attributes, "gen_ai.token.type": kind})
+
+
+def _error_type(record: TraceRecord) -> str:
+    return record.error or str(record.status)
+
+
+def _output_messages(record: TraceRecord) -> str | None:
+    if record.output_content is None:
+        return None
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "parts": [{"type": "text", "content": record.output_content}],
+    }
+    if record.finish_reasons:
+        message["finish_reason"] = record.finish_reasons[0]
+    return orjson.dumps([message]).decode()
