@@ -12,9 +12,9 @@ failing upstream gets at most 1.2× the traffic instead of ``max_attempts``×.
 
 Outlier ejection: a replica whose tries fail ``consecutiveFailures`` times in a row (connect
 errors, timeouts, 5xx) takes no traffic for ``baseEjectionSeconds`` × the number of times it was
-ejected (remembered until it has served well for as long as its last ejection), but never more
-than ``maxEjectionPercent`` of a version's replicas at once; it returns on its own when the time
-is up.
+ejected (at most ten; remembered until it has served well for as long as it was last out), but
+never more than ``maxEjectionPercent`` of a version's replicas at once; it returns on its own
+when the time is up.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class RetryBudget:
 class Ejections:
     """Consecutive failures and ejections per replica address, on an injectable clock."""
 
-    __slots__ = ("_clock", "_failures", "_history", "ejected")
+    __slots__ = ("_clock", "_failures", "_history", "_next_return", "ejected")
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -123,15 +123,19 @@ class Ejections:
         # address -> (times ejected in a row, when a success may forget them)
         self._history: dict[str, tuple[int, float]] = {}
         self.ejected: dict[str, float] = {}  # address -> when it takes traffic again
+        self._next_return = math.inf  # the earliest of those times
 
     def routable(self, addresses: tuple[str, ...]) -> tuple[str, ...]:
         """``addresses`` without the ejected ones (all of them rather than none)."""
-        now = self._clock()
         ejected = self.ejected
-        for address, until in list(ejected.items()):
-            if until <= now:
-                del ejected[address]
-        if not ejected:
+        if self._clock() >= self._next_return:
+            now = self._clock()
+            for address, until in list(ejected.items()):
+                if until <= now:
+                    del ejected[address]
+            self._next_return = min(ejected.values(), default=math.inf)
+        # Most requests meet none of the ejected replicas: answer those without allocating.
+        if not ejected or not any(address in ejected for address in addresses):
             return addresses
         left = tuple(address for address in addresses if address not in ejected)
         return left or addresses
@@ -159,6 +163,7 @@ class Ejections:
         times = self._history.get(address, (0, 0.0))[0] + 1
         duration = policy.base_ejection_seconds * min(times, _MAX_EJECTION_FACTOR)
         self.ejected[address] = now + duration
+        self._next_return = min(self._next_return, now + duration)
         self._history[address] = (times, now + 2 * duration)
         del self._failures[address]
         return True
