@@ -5,7 +5,10 @@ hard budget refuses when spent + held + this request would pass its limit, so co
 requests in any number of processes never overspend it. ``settle`` returns the hold and
 charges the real cost exactly once per reservation id (a second settle is a no-op);
 ``release`` returns the hold of a request that failed. A hold nobody settles (its gateway
-crashed) expires after ``hold_ttl_s`` and is returned by the next sweep.
+crashed) expires after ``hold_ttl_s`` and is returned by the next sweep (run
+``sweep_expired`` on a timer; a refusal caused by holds also sweeps, at most once a second).
+The TTL must outlast the longest request: a settle after expiry still charges the real cost,
+and with the hold gone that charge is not covered by the limit check.
 
 The counters live in a :class:`CounterBackend` (``corral.store.budget_ledger`` has PostgreSQL,
 Redis and SQLite ones). This module turns budgets into counter lines, refusals into reasons
@@ -149,7 +152,8 @@ class BudgetLedger:
             for line in lines
         ]
         ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
-        if not ok and self._clock() - self._last_sweep >= IN_FLIGHT_RETRY_S:
+        held_elsewhere = not ok and states[0][2] > 0
+        if held_elsewhere and self._clock() - self._last_sweep >= IN_FLIGHT_RETRY_S:
             # Abandoned holds may be what fills the budget: return them and try once more.
             await self.sweep_expired()
             ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
