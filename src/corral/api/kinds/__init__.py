@@ -1,5 +1,15 @@
 """The built-in kinds. Importing this package registers them all."""
 
-from corral.api.kinds import apikey, endpoint, lease, model, namespace, policy, secret, team
+from corral.api.kinds import apikey, budget, endpoint, lease, model, namespace, policy, secret, team
 
-__all__ = ["apikey", "endpoint", "lease", "model", "namespace", "policy", "secret", "team"]
+__all__ = [
+    "apikey",
+    "budget",
+    "endpoint",
+    "lease",
+    "model",
+    "namespace",
+    "policy",
+    "secret",
+    "team",
+]
