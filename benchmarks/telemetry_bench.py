@@ -8,12 +8,13 @@ One "request" is the lifecycle the gateway runs: ``CallInfo.from_request`` over 
 - no telemetry: the same loop building the request body only (the floor);
 - trace store only: export off, no Prometheus registry;
 - + Prometheus: the bounded metrics on a registry;
+- + trace database: finished traces also written to SQLite (one transaction per drained batch);
 - + OTel export: spans (batch span processor into the SDK's in-memory exporter, drained by
   the processor's thread) and GenAI histograms (in-memory reader);
 - + content capture: the same with prompts and responses recorded (bounded).
 
 "request path" is what ``finish`` and friends cost the request. Span and GenAI metric building
-happen later on the recorder thread; to separate the two, the export rows hold the recorder's
+happen later on the recorder thread; to separate the two, the recorder rows hold its
 thread back during the timed loop and then drain its queue, timed as "recorded later". Both
 run under the same GIL, so their sum is the CPU the process spends per request. The export rows
 also count the spans that reached the exporter after a flush (the pipeline drops rather than
@@ -25,9 +26,12 @@ machine: read the differences between rows, not the absolute numbers.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -38,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.observability import CallInfo, StreamUsage, Telemetry, TelemetryConfig
-from corral.observability._recorder import OtelRecorder
+from corral.observability._recorder import Recorder
 
 PAYLOAD: dict[str, Any] = {
     "model": "chat",
@@ -99,9 +103,10 @@ def request_and_recording_us(telemetry: Telemetry, calls: int, repeats: int) -> 
     if telemetry.recorder is not None:
         # Held back (no wake-ups) and deep enough for one repeat: drained by hand below.
         telemetry.recorder.close()
-        telemetry.recorder = OtelRecorder(
+        telemetry.recorder = Recorder(
             telemetry.otel,
             telemetry.model_label,
+            telemetry.persisted,
             max_queue=calls,
             wake_every=calls + 1,
             interval_s=3600,
@@ -136,9 +141,11 @@ def main() -> None:
     floor = per_call_us(baseline, calls, repeats)
     table.add_row("no telemetry", f"{floor:.2f}", "-", "-", "-")
 
+    database = Path(tempfile.mkdtemp(prefix="corral-telemetry-bench-")) / "traces.db"
     setups: list[tuple[str, TelemetryConfig, bool, bool]] = [
         ("trace store only", TelemetryConfig(), False, False),
         ("+ Prometheus", TelemetryConfig(), True, False),
+        ("+ trace database", TelemetryConfig(trace_db_path=database), True, False),
         ("+ OTel export (in-memory)", TelemetryConfig(), True, True),
         ("+ content capture", TelemetryConfig(capture_content=True), True, True),
     ]
@@ -156,6 +163,7 @@ def main() -> None:
                 exported = f"{len(spans.get_finished_spans())}/{calls * repeats}"
         table.add_row(label, f"{us:.2f}", f"{us - floor:+.2f}", f"{later:.2f}", exported)
 
+    shutil.rmtree(database.parent)
     console = Console()
     console.print(table)
 

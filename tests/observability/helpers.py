@@ -4,7 +4,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from corral.observability import CallInfo, Telemetry, TelemetryConfig
+from corral.observability import CallInfo, Telemetry, TelemetryConfig, TraceRecord
 
 
 @dataclass
@@ -37,3 +37,31 @@ def build(config: TelemetryConfig) -> Captured:
     registry = CollectorRegistry()
     telemetry = Telemetry(config, registry=registry, span_exporter=spans, metric_reader=metrics)
     return Captured(telemetry, spans, metrics, registry)
+
+
+def trace_record(n: int, **overrides: object) -> TraceRecord:
+    fields: dict[str, object] = {
+        "trace_id": f"{n:032x}",
+        "started_at": 1000.0 + n,
+        "duration_s": 0.5,
+        "time_to_first_chunk_s": None,
+        "operation": "chat",
+        "endpoint": "chat",
+        "team": "search",
+        "policy": None,
+        "provider": "openai",
+        "request_model": "chat",
+        "response_model": None,
+        "server_address": None,
+        "stream": False,
+        "max_tokens": None,
+        "temperature": None,
+        "input_tokens": 1,
+        "output_tokens": 2,
+        "finish_reasons": ("stop",),
+        "cost_usd": None,
+        "status": 200,
+        "error": None,
+    }
+    fields.update(overrides)
+    return TraceRecord(**fields)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from corral.observability import Telemetry, TelemetryConfig
-from corral.observability._recorder import OtelRecorder
+from corral.observability._recorder import Recorder
 
 from .helpers import Captured, chat_info
 
@@ -53,8 +53,8 @@ def test_when_the_recorder_falls_behind_calls_are_counted_as_dropped_not_queued(
     spans = InMemorySpanExporter()
     telemetry = Telemetry(TelemetryConfig(), span_exporter=spans, metric_reader=None)
     try:
-        slow = OtelRecorder(
-            telemetry.otel, telemetry.model_label, max_queue=2, wake_every=1000, interval_s=60
+        slow = Recorder(
+            telemetry.otel, telemetry.model_label, None, max_queue=2, wake_every=1000, interval_s=60
         )
         assert telemetry.recorder is not None
         telemetry.recorder.close()

@@ -2,35 +2,7 @@ import pytest
 
 from corral.observability import TraceRecord, TraceStore
 
-from .helpers import Captured, chat_info
-
-
-def _record(n: int, **overrides: object) -> TraceRecord:
-    fields: dict[str, object] = {
-        "trace_id": f"{n:032x}",
-        "started_at": 1000.0 + n,
-        "duration_s": 0.5,
-        "time_to_first_chunk_s": None,
-        "operation": "chat",
-        "endpoint": "chat",
-        "team": "search",
-        "policy": None,
-        "provider": "openai",
-        "request_model": "chat",
-        "response_model": None,
-        "server_address": None,
-        "stream": False,
-        "max_tokens": None,
-        "temperature": None,
-        "input_tokens": 1,
-        "output_tokens": 2,
-        "finish_reasons": ("stop",),
-        "cost_usd": None,
-        "status": 200,
-        "error": None,
-    }
-    fields.update(overrides)
-    return TraceRecord(**fields)  # type: ignore[arg-type]
+from .helpers import Captured, chat_info, trace_record
 
 
 def _ids(records: list[TraceRecord]) -> list[int]:
@@ -40,12 +12,12 @@ def _ids(records: list[TraceRecord]) -> list[int]:
 @pytest.fixture
 def store() -> TraceStore:
     store = TraceStore(100)
-    store.append(_record(1))
-    store.append(_record(2, team="ads"))
-    store.append(_record(3, endpoint="embed", operation="embeddings"))
-    store.append(_record(4, status=429))
-    store.append(_record(5, status=200, error="stream_cut"))
-    store.append(_record(6, team="ads", endpoint="embed"))
+    store.append(trace_record(1))
+    store.append(trace_record(2, team="ads"))
+    store.append(trace_record(3, endpoint="embed", operation="embeddings"))
+    store.append(trace_record(4, status=429))
+    store.append(trace_record(5, status=200, error="stream_cut"))
+    store.append(trace_record(6, team="ads", endpoint="embed"))
     return store
 
 
@@ -63,14 +35,14 @@ def test_queries_filter_by_endpoint_team_time_and_status_newest_first(store: Tra
 
 
 def test_lookup_by_trace_id(store: TraceStore) -> None:
-    assert store.get(f"{3:032x}") == _record(3, endpoint="embed", operation="embeddings")
+    assert store.get(f"{3:032x}") == trace_record(3, endpoint="embed", operation="embeddings")
     assert store.get("f" * 32) is None
 
 
 def test_the_store_keeps_only_the_newest_records() -> None:
     store = TraceStore(3)
     for n in range(1, 8):
-        store.append(_record(n))
+        store.append(trace_record(n))
     assert len(store) == store.capacity == 3
     assert _ids(store.query()) == [7, 6, 5]
 
@@ -97,7 +69,7 @@ def test_finished_requests_land_in_the_store_with_their_facts(captured: Captured
     assert stored is record
     assert stored._replace(
         trace_id="", started_at=0.0, duration_s=0.0, time_to_first_chunk_s=0.0
-    ) == _record(
+    ) == trace_record(
         0,
         trace_id="",
         started_at=0.0,

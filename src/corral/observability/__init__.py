@@ -9,6 +9,7 @@ from corral.observability.config import TelemetryConfig
 from corral.observability.labels import OVERFLOW, BoundedLabel
 from corral.observability.prometheus import GatewayMetrics
 from corral.observability.request import CallInfo, RequestTelemetry
+from corral.observability.sqlite_store import SqliteTraceStore
 from corral.observability.telemetry import Telemetry
 from corral.observability.traces import TraceRecord, TraceStore
 from corral.observability.usage import StreamUsage, UsageReport, usage_from_response
@@ -19,6 +20,7 @@ __all__ = [
     "CallInfo",
     "GatewayMetrics",
     "RequestTelemetry",
+    "SqliteTraceStore",
     "StreamUsage",
     "Telemetry",
     "TelemetryConfig",

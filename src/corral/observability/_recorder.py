@@ -1,4 +1,4 @@
-"""Turns finished requests into OpenTelemetry spans and GenAI metrics, off the request path.
+"""Finished requests become spans, GenAI metrics and trace database rows, off the request path.
 
 The OTel SDK costs tens of µs per span and per histogram sample (attribute cleaning, hashing,
 locks), which would otherwise sit on every request. ``RequestTelemetry.finish`` only queues a
@@ -6,7 +6,8 @@ locks), which would otherwise sit on every request. ``RequestTelemetry.finish`` 
 calls are waiting) and records them. The span gets the request's real start and end times and
 its parent context from ``start``, so deferring changes nothing a trace backend sees. The
 queue is bounded: when the thread falls behind, new calls are counted in ``dropped`` instead of
-growing memory; the trace store and Prometheus still see every request.
+growing memory; the in-memory trace store and Prometheus still see every request. Each drained
+batch goes to the trace database (when one is configured) in one transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from corral.observability._otel import SPAN_QUEUE, OtelPipeline
 from corral.observability.labels import BoundedLabel
+from corral.observability.sqlite_store import SqliteTraceStore
 from corral.observability.traces import TraceRecord
 
 _log = logging.getLogger(__name__)
@@ -39,13 +41,14 @@ class FinishedCall:
     """No parent span: the span starts a trace with ``record.trace_id``."""
 
 
-class OtelRecorder:
-    """A bounded queue of finished calls and the thread that records them."""
+class Recorder:
+    """A bounded queue of finished calls and the thread that records and persists them."""
 
     def __init__(
         self,
         pipeline: OtelPipeline,
         model_label: BoundedLabel,
+        persisted: SqliteTraceStore | None = None,
         *,
         max_queue: int = SPAN_QUEUE,
         wake_every: int = 256,
@@ -53,6 +56,7 @@ class OtelRecorder:
     ) -> None:
         self._pipeline = pipeline
         self._model_label = model_label
+        self._persisted = persisted
         self._max_queue = max_queue
         self._wake_every = wake_every
         self._interval_s = interval_s
@@ -75,13 +79,22 @@ class OtelRecorder:
     def drain(self) -> None:
         """Record everything queued now, on the calling thread."""
         with self._drain_lock:
+            batch: list[FinishedCall] = []
             while self._queue:
-                call = self._queue.popleft()
+                batch.append(self._queue.popleft())
+            for call in batch:
                 try:
                     self._record(call)
                 except Exception:
                     # One bad record must not stop telemetry for every later request.
                     _log.exception("could not record telemetry for trace %s", call.record.trace_id)
+            if self._persisted is not None and batch:
+                try:
+                    self._persisted.write([call.record for call in batch])
+                except Exception:
+                    _log.exception(
+                        "could not write %d traces to %s", len(batch), self._persisted.path
+                    )
 
     def close(self) -> None:
         self._stopping = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
@@ -31,6 +32,9 @@ class TelemetryConfig:
     max_content_chars: int = 4096
     trace_store_capacity: int = 2048
     """Finished request traces kept in memory for ``corral traces`` and the console."""
+    trace_db_path: str | Path | None = None
+    """An SQLite file (in the state dir) that also keeps finished traces; None keeps none."""
+    trace_db_max_rows: int = 100_000
     max_label_values: int = 64
     """Distinct values kept per metric label (endpoint, team, ...); the rest count as ``other``."""
 
@@ -55,7 +59,13 @@ class TelemetryConfig:
         _require_positive("metric_export_interval_s", self.metric_export_interval_s)
         if not self.service_name:
             raise ValueError("telemetry service_name: must be a non-empty string")
-        for name in ("max_content_chars", "trace_store_capacity", "max_label_values"):
+        limits = (
+            "max_content_chars",
+            "trace_store_capacity",
+            "trace_db_max_rows",
+            "max_label_values",
+        )
+        for name in limits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"telemetry {name}: must be an integer >= 1, got {value!r}")

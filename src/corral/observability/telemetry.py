@@ -1,7 +1,8 @@
 """The process-wide telemetry hub the gateway builds once and starts every request from.
 
 It owns the OpenTelemetry pipeline (export off unless configured), the Prometheus metrics (on
-the registry the caller passes, if any) and the in-memory trace store; ``start`` hands out a
+the registry the caller passes, if any), the in-memory trace store and, when configured, the
+trace database in the state dir; ``start`` hands out a
 ``RequestTelemetry`` per request. ``shutdown`` records and flushes what is queued and stops
 the recorder and exporter threads; use the hub as a context manager so that always happens.
 """
@@ -15,11 +16,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
 from corral.observability._otel import OtelPipeline
-from corral.observability._recorder import OtelRecorder
+from corral.observability._recorder import Recorder
 from corral.observability.config import TelemetryConfig
 from corral.observability.labels import BoundedLabel
 from corral.observability.prometheus import GatewayMetrics
 from corral.observability.request import CallInfo, RequestTelemetry
+from corral.observability.sqlite_store import SqliteTraceStore
 from corral.observability.traces import TraceStore
 
 
@@ -49,11 +51,14 @@ class Telemetry:
         # Request models are client-chosen strings: bounded like Prometheus labels.
         self.model_label = BoundedLabel(self.config.max_label_values)
         self.otel = OtelPipeline(self.config, span_exporter, metric_reader)
+        self.persisted = (
+            SqliteTraceStore(self.config.trace_db_path, max_rows=self.config.trace_db_max_rows)
+            if self.config.trace_db_path is not None
+            else None
+        )
         self.recorder = (
-            OtelRecorder(
-                self.otel, self.model_label, max_queue=self.config.trace_store_capacity * 4
-            )
-            if self.otel.enabled
+            Recorder(self.otel, self.model_label, self.persisted)
+            if self.otel.enabled or self.persisted is not None
             else None
         )
         self._closed = False
@@ -72,6 +77,8 @@ class Telemetry:
             self._closed = True
             if self.recorder is not None:
                 self.recorder.close()
+            if self.persisted is not None:
+                self.persisted.close()
             self.otel.shutdown()
 
     def __enter__(self) -> Telemetry:

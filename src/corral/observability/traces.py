@@ -95,10 +95,7 @@ class TraceStore:
         ``since``/``until`` bound the start time (epoch seconds, ``since`` inclusive, ``until``
         exclusive); ``status`` is the exact HTTP status; ``failed`` picks errors or successes.
         """
-        if limit < 1:
-            raise ValueError(f"trace query limit must be >= 1, got {limit}")
-        if since is not None and until is not None and until < since:
-            raise ValueError(f"trace query: until ({until}) is before since ({since})")
+        check_query(since, until, limit)
         matches: list[TraceRecord] = []
         for record in self._newest_first():
             if endpoint is not None and record.endpoint != endpoint:
@@ -121,3 +118,10 @@ class TraceStore:
     def _newest_first(self) -> Iterator[TraceRecord]:
         # A snapshot: iterating the live deque would fail if a request finished meanwhile.
         return reversed(list(self._records))
+
+
+def check_query(since: float | None, until: float | None, limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"trace query limit must be >= 1, got {limit}")
+    if since is not None and until is not None and until < since:
+        raise ValueError(f"trace query: until ({until}) is before since ({since})")
