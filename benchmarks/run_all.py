@@ -28,6 +28,7 @@ ORDER = [
     "policy_bench",
     "guardrails_eval",
     "audit_bench",
+    "budget_bench",
 ]
 
 
