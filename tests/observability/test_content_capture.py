@@ -32,7 +32,8 @@ def test_captured_content_is_recorded_and_cut_to_the_limit(capturing_content: Ca
     request.response(finish_reasons=["stop"])
     short = request.finish(200)
     long_request = capturing_content.telemetry.start(chat_info(input="x" * 100))
-    long_request.output_text("y" * 100)
+    for _ in range(10):
+        long_request.output_text("y" * 10)
     long = long_request.finish(200)
     capturing_content.telemetry.force_flush()
 

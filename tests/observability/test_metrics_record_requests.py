@@ -46,9 +46,12 @@ def test_duration_and_time_to_first_chunk_are_recorded_in_seconds(captured: Capt
     streamed = captured.telemetry.start(chat_info(stream=True))
     streamed.first_chunk()
     streamed_record = streamed.finish(200)
-    unstreamed_record = captured.telemetry.start(chat_info()).finish(503, error="overloaded")
+    unstreamed = captured.telemetry.start(chat_info())
+    unstreamed.first_chunk()  # not a stream: no time to first chunk
+    unstreamed_record = unstreamed.finish(503, error="overloaded")
     assert streamed_record is not None
     assert unstreamed_record is not None
+    assert unstreamed_record.time_to_first_chunk_s is None
 
     [duration_ok, duration_failed] = sorted(
         _points(captured, "gen_ai.client.operation.duration"),

@@ -94,6 +94,7 @@ class RequestTelemetry:
         "_finished",
         "_first_chunk_ns",
         "_input_tokens",
+        "_output_chars",
         "_output_parts",
         "_output_tokens",
         "_parent",
@@ -118,12 +119,16 @@ class RequestTelemetry:
         self._cost_usd: float | None = None
         self._policy = info.policy
         self._output_parts: list[str] | None = [] if telemetry.config.capture_content else None
+        self._output_chars = 0
         # Only worth reading when spans are built: the span's parent, e.g. an ASGI server span.
         self._parent = get_current() if telemetry.recorder is not None else None
         self._finished = False
 
     def first_chunk(self) -> None:
-        """The first response chunk went out; later calls keep the first reading."""
+        """The first response chunk went out; later calls keep the first reading.
+
+        Counted only for streamed requests (``CallInfo.stream``).
+        """
         if self._first_chunk_ns is None:
             self._first_chunk_ns = time.perf_counter_ns()
 
@@ -145,8 +150,13 @@ class RequestTelemetry:
 
     def output_text(self, text: str) -> None:
         """Generated text for content capture; ignored unless capture is on."""
-        if self._output_parts is not None:
-            self._output_parts.append(text)
+        if self._output_parts is None:
+            return
+        # Keep only what the limit lets through, so a long stream cannot grow memory.
+        room = self._telemetry.config.max_content_chars - self._output_chars
+        if room > 0:
+            self._output_parts.append(text[:room])
+        self._output_chars += len(text)
 
     def guardrail(self, guardrail: str, action: str) -> None:
         metrics = self._telemetry.metrics
@@ -160,9 +170,10 @@ class RequestTelemetry:
         self._finished = True
         end_ns = time.perf_counter_ns()
         duration_ns = end_ns - self._start_ns
+        # Time to first chunk is a streaming measure (as in the GenAI conventions).
         ttfc_s = (
             (self._first_chunk_ns - self._start_ns) / 1e9
-            if self._first_chunk_ns is not None
+            if self._first_chunk_ns is not None and self.info.stream
             else None
         )
         telemetry = self._telemetry
@@ -224,7 +235,10 @@ class RequestTelemetry:
                 prompt = orjson.dumps(self.info.input).decode()
             except TypeError:
                 prompt = repr(self.info.input)
-        return _bounded(prompt, limit), _bounded("".join(self._output_parts), limit)
+        output = "".join(self._output_parts)
+        if self._output_chars > limit:
+            output = f"{output}…[{self._output_chars - limit} more chars]"
+        return _bounded(prompt, limit), output
 
 
 def _bounded(text: str | None, limit: int) -> str | None:
