@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 import orjson
 from opentelemetry.context import get_current
-from opentelemetry.trace import get_current_span
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, get_current_span
 
 from corral.observability._recorder import FinishedCall
 from corral.observability.traces import TraceRecord
@@ -179,7 +179,11 @@ class RequestTelemetry:
         telemetry = self._telemetry
         info = self.info
         input_content, output_content = self._content()
-        parent_span = get_current_span(self._parent).get_span_context()
+        parent_span = (
+            INVALID_SPAN_CONTEXT
+            if self._parent is None
+            else get_current_span(self._parent).get_span_context()
+        )
         root = not parent_span.is_valid
         trace_id = f"{_new_trace_id() if root else parent_span.trace_id:032x}"
         record = TraceRecord(
