@@ -95,3 +95,21 @@ def test_timeouts_default_to_two_minutes_a_try_and_five_in_all():
     route = RouteTable.from_endpoints([endpoint("chat", {"v1": 100}, [])]).lookup("chat")
     assert route is not None
     assert (route.policy.per_try_seconds, route.policy.total_seconds) == (120.0, 300.0)
+
+
+async def test_a_cancelled_request_is_not_taken_for_a_timeout():
+    sent, never = asyncio.Event(), asyncio.Event()
+
+    async def hang(_url):
+        sent.set()
+        await never.wait()
+
+    transport = ScriptedTransport(hang)
+    app = gateway_over(transport, [A, B], {"perTrySeconds": 30, "totalSeconds": 60})
+    request = asyncio.create_task(drive(app, "POST", CHAT, body=GOOD))
+    await sent.wait()
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    assert len(transport.calls) == 1  # no retry: the caller is gone
+    assert app.balancer.in_flight == {}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import orjson
 
@@ -72,9 +73,21 @@ _NOT_RELAYED = frozenset(
 class _Outcome:
     """What one request's tries came to while none has been relayed."""
 
-    __slots__ = ("held", "held_from", "problems", "timed_out", "tried")
+    __slots__ = (
+        "cancelling",
+        "expired",
+        "held",
+        "held_from",
+        "problems",
+        "task",
+        "timed_out",
+        "tried",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()  # cancels beyond these are someone else's
+        self.expired = False  # the running try's timer went off
         self.held: UpstreamResponse | None = None  # the latest upstream error answer
         self.held_from: str | None = None  # the fallback Endpoint it came from, if any
         self.problems: list[str] = []
@@ -103,7 +116,10 @@ def forward(
         target = f"{path}?{query.decode('latin-1')}" if query else path
         loop = asyncio.get_running_loop()
         deadline = loop.time() + endpoint.policy.total_seconds
-        outcome = _Outcome()
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("forward runs inside an asyncio task")
+        outcome = _Outcome(task)
         try:
             if await try_endpoint(call, endpoint, target, deadline, outcome, None):
                 return
@@ -170,12 +186,17 @@ def forward(
             outcome.tried = True
             per_try = min(policy.per_try_seconds, remaining)
             balancer.acquire(address)
+            # What asyncio.timeout does, minus its bookkeeping: one timer that cancels this task.
+            outcome.expired = False
+            timer = loop.call_at(loop.time() + per_try, _expire, outcome)
             try:
-                async with asyncio.timeout(per_try):
-                    response = await transport.send(
-                        "POST", address + target, headers, _body_for(call, version.model)
-                    )
-            except TimeoutError:
+                response = await transport.send(
+                    "POST", address + target, headers, _body_for(call, version.model)
+                )
+            except asyncio.CancelledError:
+                if not outcome.expired or outcome.task.uncancel() > outcome.cancelling:
+                    balancer.release(address)
+                    raise
                 problem = f"{address}: no response within {per_try:g}s"
                 outcome.timed_out = True
             except UpstreamUnreachable as error:
@@ -185,6 +206,8 @@ def forward(
                 raise
             else:
                 problem = ""
+            finally:
+                timer.cancel()
             if problem:
                 balancer.release(address)
                 failed.append(address)
@@ -218,6 +241,11 @@ def forward(
         return False
 
     return forward_stage
+
+
+def _expire(outcome: _Outcome) -> None:
+    outcome.expired = True
+    outcome.task.cancel()
 
 
 def _body_for(call: Call, model: str) -> bytes:
