@@ -125,11 +125,16 @@ async def test_a_bare_fallback_name_is_in_the_endpoints_own_namespace():
     assert exchange.json() == {"url": f"{SPARE}{CHAT}"}
 
 
+def test_an_endpoint_naming_itself_as_fallback_skips_itself():
+    table = RouteTable.from_endpoints([chat(["chat", "spare", "default/chat"]), spare()])
+    route = table.lookup("chat")
+    assert route is not None
+    assert route.policy.fallback == ("default/spare",)
+
+
 @pytest.mark.parametrize(
     ("fallback", "problem"),
     [
-        (["chat"], "cannot fall back to itself"),
-        (["default/chat"], "cannot fall back to itself"),
         (["a/b/c"], "is not 'name' or 'namespace/name'"),
         (["spare", "spare"], "each Endpoint may appear once"),
         ("spare", "spec.routing.fallback"),

@@ -13,7 +13,9 @@ from corral.gateway.app import Gateway, create_gateway
 from corral.gateway.balancer import Balancer
 from corral.gateway.call import Call, Handler, Stage
 from corral.gateway.errors import GatewayError
+from corral.gateway.forward import FALLBACK_HEADER, SESSION_HEADER
 from corral.gateway.http1 import HttpTransport
+from corral.gateway.resilience import RoutingPolicy
 from corral.gateway.routes import (
     API_PREFIX,
     EndpointRoute,
@@ -33,6 +35,8 @@ from corral.gateway.transport import (
 
 __all__ = [
     "API_PREFIX",
+    "FALLBACK_HEADER",
+    "SESSION_HEADER",
     "Balancer",
     "Call",
     "EndpointRoute",
@@ -43,6 +47,7 @@ __all__ = [
     "HttpTransport",
     "RouteSource",
     "RouteTable",
+    "RoutingPolicy",
     "Stage",
     "UpstreamError",
     "UpstreamResponse",

@@ -46,8 +46,14 @@ class RoutingPolicy:
     fallback: tuple[str, ...] = ()  # "namespace/name", resolved against the request's snapshot
 
 
-def compile_policy(routing: Mapping[str, Any], namespace: str, where: str) -> RoutingPolicy:
-    """``spec.routing`` as a policy; raises ``ValueError`` naming the field at fault."""
+def compile_policy(
+    routing: Mapping[str, Any], namespace: str, where: str, itself: str = ""
+) -> RoutingPolicy:
+    """``spec.routing`` as a policy; raises ``ValueError`` naming the field at fault.
+
+    Fallback names are qualified with ``namespace``; ``itself`` (the Endpoint's own
+    "namespace/name") is left out of them, since the API cannot refuse it.
+    """
     try:
         spec = RoutingSpec.model_validate(routing)
     except ValidationError as error:
@@ -68,7 +74,13 @@ def compile_policy(routing: Mapping[str, Any], namespace: str, where: str) -> Ro
         consecutive_failures=spec.outlierDetection.consecutiveFailures,
         base_ejection_seconds=spec.outlierDetection.baseEjectionSeconds,
         max_ejection_percent=spec.outlierDetection.maxEjectionPercent,
-        fallback=tuple(name if "/" in name else f"{namespace}/{name}" for name in spec.fallback),
+        fallback=tuple(
+            qualified
+            for qualified in (
+                name if "/" in name else f"{namespace}/{name}" for name in spec.fallback
+            )
+            if qualified != itself
+        ),
     )
 
 

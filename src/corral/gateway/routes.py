@@ -143,9 +143,7 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
     strategy = routing.get("strategy", "least-outstanding")
     if strategy not in STRATEGIES:
         raise ValueError(f"{where}: spec.routing.strategy: {strategy!r} is not one of {STRATEGIES}")
-    policy = compile_policy(routing, namespace, where)
-    if f"{namespace}/{name}" in policy.fallback:
-        raise ValueError(f"{where}: spec.routing.fallback: an Endpoint cannot fall back to itself")
+    policy = compile_policy(routing, namespace, where, itself=f"{namespace}/{name}")
 
     addresses: dict[str, list[str]] = {model: [] for model in weights}
     waiting: dict[str, list[str]] = {model: [] for model in weights}
