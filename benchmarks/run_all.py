@@ -29,6 +29,7 @@ ORDER = [
     "guardrails_eval",
     "audit_bench",
     "budget_bench",
+    "telemetry_bench",
 ]
 
 
