@@ -8,73 +8,13 @@ database access would, bypassing the log.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from collections.abc import AsyncIterator
+from typing import Any
 
-import asyncpg
 import pytest
 from audit_target import AuditTarget
 
-POSTGRES_DSN = os.environ.get(
-    "CORRAL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-T = TypeVar("T")
-
-
-async def admin_connection() -> Any:
-    try:
-        return await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        pytest.fail(
-            f"PostgreSQL is unreachable at {POSTGRES_DSN} ({error!r}): the audit suite runs "
-            "against it; start it or point CORRAL_TEST_POSTGRES_DSN at one",
-            pytrace=False,
-        )
-
-
-async def create_database() -> tuple[str, str]:
-    database = f"corral_audit_{secrets.token_hex(6)}"
-    admin = await admin_connection()
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    return database, urlunsplit(urlsplit(POSTGRES_DSN)._replace(path=f"/{database}"))
-
-
-async def drop_database(database: str) -> None:
-    admin = await admin_connection()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(lambda: asyncio.run(make())).result()
-
-
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    database, url = run_in_own_loop(create_database)
-    try:
-        yield url
-    finally:
-        run_in_own_loop(lambda: drop_database(database))
-
-
-async def empty_database(url: str) -> None:
-    connection = await asyncpg.connect(url, timeout=5)
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await connection.close()
+from postgres_scratch import empty_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

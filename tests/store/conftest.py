@@ -4,29 +4,22 @@
 emptied PostgreSQL scratch database (``corral_t_<random>``, created per test module from
 ``CORRAL_TEST_POSTGRES_DSN`` and dropped afterwards), so tests never see each other's data.
 An unreachable PostgreSQL fails the test with a message saying so: the suite never skips a
-backend.
+backend. The scratch database comes from ``tests/conftest.py`` (``postgres_database``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import os
-import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from corral.store import Store, WatchEvent, open_store
+from postgres_scratch import empty_database
 
-POSTGRES_DSN = os.environ.get(
-    "CORRAL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 T = TypeVar("T")
 EVENT_TIMEOUT = 10.0  # generous: the machine is shared; a hang still fails well before pytest's
 
@@ -47,67 +40,6 @@ class StoreTarget:
     async def close_all(self) -> None:
         for store in self.opened:
             await store.close()
-
-
-def database_url(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-async def admin_connection() -> Any:
-    try:
-        return await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        pytest.fail(
-            f"PostgreSQL is unreachable at {POSTGRES_DSN} ({error!r}): the store contract suite "
-            "runs against it; start it or point CORRAL_TEST_POSTGRES_DSN at one",
-            pytrace=False,
-        )
-
-
-async def create_database() -> tuple[str, str]:
-    database = f"corral_t_{secrets.token_hex(6)}"
-    admin = await admin_connection()
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    return database, database_url(POSTGRES_DSN, database)
-
-
-async def drop_database(database: str) -> None:
-    admin = await admin_connection()
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-async def empty_database(url: str) -> None:
-    """Back to a just-created database: the store recreates its schema on open."""
-    connection = await asyncpg.connect(url, timeout=5)
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(scope="module")
-def postgres_database() -> Iterator[str]:
-    """One scratch database per test module (CREATE DATABASE costs ~0.3 s on a busy machine);
-    every test empties it first, so no test sees another's data."""
-    database, url = run_in_own_loop(create_database)
-    try:
-        yield url
-    finally:
-        run_in_own_loop(lambda: drop_database(database))
-
-
-def run_in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from sync code that may sit inside a running loop
-    (the fixture is first requested from the async ``target`` fixture)."""
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
-        return thread.submit(lambda: asyncio.run(make())).result()
 
 
 @contextlib.asynccontextmanager
