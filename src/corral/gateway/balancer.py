@@ -95,7 +95,7 @@ class Balancer:
         elif session is not None:
             version = serving[_rendezvous(serving, session)]
         else:
-            version = self._weighted(serving)
+            version = self._weighted(serving, endpoint.deck_key)
         addresses = version.addresses
         if self.ejections.ejected:
             addresses = self.ejections.routable(addresses)
@@ -158,13 +158,16 @@ class Balancer:
         version, addresses = candidates[index]
         return version, self._replica(version, addresses, endpoint.strategy, affinity)
 
-    def _weighted(self, serving: tuple[VersionRoute, ...]) -> VersionRoute:
-        signature = tuple((version.key, version.weight) for version in serving)
-        deck = self._decks.get(signature)
+    def _weighted(
+        self, serving: tuple[VersionRoute, ...], deck_key: tuple[tuple[str, int], ...]
+    ) -> VersionRoute:
+        # The key is precomputed in the route snapshot: a table swap that keeps the serving
+        # versions and weights keeps dealing from the same deck.
+        deck = self._decks.get(deck_key)
         if not deck:
             if len(self._decks) > _MAX_DECKS:
-                self._decks.clear()  # stale signatures of old weights and serving sets
-            deck = self._decks[signature] = self._shuffled_deck(serving)
+                self._decks.clear()  # stale keys of old weights and serving sets
+            deck = self._decks[deck_key] = self._shuffled_deck(serving)
         return serving[deck.pop()]
 
     def _shuffled_deck(self, serving: tuple[VersionRoute, ...]) -> list[int]:

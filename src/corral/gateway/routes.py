@@ -68,6 +68,7 @@ class EndpointRoute:
     strategy: str
     versions: tuple[VersionRoute, ...]
     serving: tuple[VersionRoute, ...]  # weight > 0 and at least one routable replica
+    deck_key: tuple[tuple[str, int], ...]  # (version key, weight) of ``serving``: names its deck
     unavailable_reason: str  # why ``serving`` is empty; "" when it is not
     model_entry: bytes  # this Endpoint in the OpenAI model-object shape, serialised
     # content-type, plus the upstream's Authorization when it needs a key: kept out of repr.
@@ -194,6 +195,7 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
         strategy=strategy,
         versions=versions,
         serving=serving,
+        deck_key=tuple((version.key, version.weight) for version in serving),
         unavailable_reason=unavailable,
         model_entry=orjson.dumps(
             {
