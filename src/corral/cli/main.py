@@ -15,7 +15,9 @@ from corral.cli.apply_commands import apply, delete, diff
 from corral.cli.chat_commands import chat
 from corral.cli.errors import is_expected, report
 from corral.cli.history_commands import history, rollback
+from corral.cli.keys_commands import keys
 from corral.cli.logs_commands import logs
+from corral.cli.policy_commands import policy
 from corral.cli.read_commands import describe, get
 from corral.cli.server_commands import serve, up
 
@@ -50,7 +52,22 @@ def cli() -> None:
     """
 
 
-for _command in (up, serve, apply, diff, delete, get, describe, history, rollback, logs, chat):
+_COMMANDS = (
+    up,
+    serve,
+    apply,
+    diff,
+    delete,
+    get,
+    describe,
+    history,
+    rollback,
+    logs,
+    chat,
+    keys,
+    policy,
+)
+for _command in _COMMANDS:
     cli.add_command(_command)
 
 

@@ -23,7 +23,7 @@ from corral.gateway.errors import GatewayError, model_not_found
 from corral.gateway.forward import forward
 from corral.gateway.http1 import HttpTransport
 from corral.gateway.routes import RouteSource
-from corral.gateway.stages import authenticate_with, read_json, resolve_endpoint
+from corral.gateway.stages import Authenticate, authenticate_with, read_json, resolve_endpoint
 from corral.gateway.transport import UpstreamTransport
 
 log = logging.getLogger("corral.gateway")
@@ -108,7 +108,7 @@ class Gateway:
 def create_gateway(
     routes: RouteSource,
     *,
-    authenticate: Callable[[str | None], bool],
+    authenticate: Authenticate,
     transport: UpstreamTransport | None = None,
     stages: Sequence[Stage] = (),
     random: Callable[[], float] = _random.random,
@@ -119,7 +119,8 @@ def create_gateway(
 ) -> Gateway:
     """Build the gateway ASGI app.
 
-    ``authenticate`` gets the bearer token (None when absent) and says whether it is accepted.
+    ``authenticate`` gets the bearer token (None when absent) and says whether it is accepted,
+    or who it belongs to (a ``corral.identity.Principal``, kept as ``Call.principal``).
     ``stages`` run, in order, after the Endpoint is resolved and before the request is forwarded.
     ``transport`` defaults to a pooled ``HttpTransport`` that the gateway closes on shutdown.
     ``max_attempts`` bounds the replicas tried per Endpoint per request (the first try included;

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.gateway.routes import EndpointRoute, RouteTable
+    from corral.identity import Principal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -32,6 +33,7 @@ class Call:
         "endpoint",
         "path",
         "payload",
+        "principal",
         "receive",
         "response_started",
         "routes",
@@ -50,6 +52,7 @@ class Call:
         self.path = path  # below the mount point: "/v1/chat/completions"
         self.routes = routes  # the snapshot this request uses from start to end
         self.token: str | None = None
+        self.principal: Principal | None = None  # set when authentication names the caller
         self.body = b""
         self.payload: dict[str, Any] = {}
         self.stream = False

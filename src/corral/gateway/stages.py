@@ -14,10 +14,16 @@ import orjson
 
 from corral.gateway.call import Call, Handler, Message, Stage
 from corral.gateway.errors import bad_request, model_not_found, payload_too_large, unauthorized
+from corral.identity import Principal
+
+Authenticate = Callable[[str | None], "Principal | bool | None"]
+"""Says who a bearer token (None when absent) belongs to: a ``Principal``, or just whether it
+is accepted (``True``); a falsy answer refuses the request."""
 
 
-def authenticate_with(check: Callable[[str | None], bool]) -> Stage:
-    """Refuse with 401 unless ``check`` accepts the bearer token (None when none was sent)."""
+def authenticate_with(check: Authenticate) -> Stage:
+    """Refuse with 401 unless ``check`` accepts the bearer token (None when none was sent);
+    a ``Principal`` it returns is kept on the call for the stages after it."""
 
     async def authenticate_stage(call: Call, call_next: Handler) -> None:
         header = call.header(b"authorization")
@@ -26,13 +32,16 @@ def authenticate_with(check: Callable[[str | None], bool]) -> Stage:
             scheme, _, credentials = header.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 token = credentials.strip()
-        if not check(token):
+        accepted = check(token)
+        if not accepted:
             if token is None:
                 raise unauthorized(
                     "missing API key: send the header 'Authorization: Bearer <token>'"
                 )
             raise unauthorized("invalid API key in the Authorization header")
         call.token = token
+        if isinstance(accepted, Principal):
+            call.principal = accepted
         await call_next(call)
 
     return authenticate_stage

@@ -1,13 +1,14 @@
 """The composition root: one process running the roles a :class:`ServerConfig` names.
 
-``serve`` opens the store, makes sure the built-in namespaces exist, and runs on one event loop
-and one port (see ``corral.server.http``):
+``serve`` opens the store, makes sure the built-in namespaces and Policy exist, and runs on one
+event loop and one port (see ``corral.server.http``):
 
 - ``apiserver``: the API server (``/apis/...``, ``/healthz``, ``/readyz``, ...);
 - ``controllers``: the controller Manager (garbage collector, Model and Endpoint controllers
   with their model-server supervisor) and the Endpoint logs route;
-- ``gateway``: the OpenAI-compatible gateway (``/v1/...``), fed by its own route feed from the
-  store's watch; callers authenticate with the admin token.
+- ``gateway``: the OpenAI-compatible gateway (``/v1/...``), fed by its own route feed and
+  access feed from the store's watch; callers authenticate with the admin token or an API key,
+  and every request is a policy decision (see ``corral.server.governance``).
 
 A process without the API server answers ``/healthz`` and ``/readyz`` itself. Once every role is
 ready it publishes ``STATE_DIR/server.json`` (when it runs the API server) so the CLI finds it;
@@ -35,6 +36,7 @@ from corral.controllers import add_model_serving
 from corral.controlplane import GarbageCollector, Manager
 from corral.gateway import API_PREFIX, Gateway, RouteSource, create_gateway
 from corral.runtimes import Supervisor
+from corral.server.access_feed import AccessFeed
 from corral.server.config import (
     APISERVER,
     CONTROLLERS,
@@ -44,6 +46,7 @@ from corral.server.config import (
     redact_url,
 )
 from corral.server.endpoint_logs import EndpointLogs
+from corral.server.governance import ensure_builtin_policies, policy_stage
 from corral.server.http import (
     App,
     Dispatcher,
@@ -63,6 +66,7 @@ SECRET_KEY_FILE = "secret.key"
 _READY_POLL_S = 0.01
 _HTTP = "http server"
 _ON_READY = "on-ready hook"
+_ACCESS = "gateway access feed"
 _FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
@@ -140,6 +144,7 @@ async def serve(
             raise ServerError(f"cannot open the store {shown}: {reason}") from None
         try:
             await ensure_builtin_namespaces(store)
+            await ensure_builtin_policies(store)
             await _run_roles(config, store, state_dir, stop, on_ready)
         except asyncio.CancelledError:
             if not signals.forced:
@@ -166,6 +171,7 @@ async def _run_roles(
     manager: Manager | None = None
     supervisor: Supervisor | None = None
     feed: RouteFeed | None = None
+    access: AccessFeed | None = None
     gateway: Gateway | None = None
     ended_by: str | None = None
     identity = config.resolved_identity
@@ -184,11 +190,15 @@ async def _run_roles(
         if GATEWAY in config.roles:
             routes = RouteSource()
             feed = RouteFeed(store, routes)
-            gateway = create_gateway(routes, authenticate=authenticate)
+            access = AccessFeed(store, authenticate)
+            gateway = create_gateway(
+                routes, authenticate=access.authenticate, stages=[policy_stage(access)]
+            )
             workers[GATEWAY] = asyncio.create_task(feed.start(stop))
+            workers[_ACCESS] = asyncio.create_task(access.start(stop))
         # A replica in an election may stand by for good: its serving is readiness enough.
         awaited = None if config.uses_leader_election else manager
-        ready = _readiness(awaited, feed)
+        ready = _readiness(awaited, feed, access)
         rest: App = (
             create_app(store, admin_token=token) if APISERVER in config.roles else HealthApp(ready)
         )
@@ -264,9 +274,15 @@ def admin_token_check(token: str) -> Callable[[str | None], bool]:
     return check
 
 
-def _readiness(manager: Manager | None, feed: RouteFeed | None) -> Callable[[], bool]:
+def _readiness(
+    manager: Manager | None, feed: RouteFeed | None, access: AccessFeed | None
+) -> Callable[[], bool]:
     def ready() -> bool:
-        return (manager is None or manager.ready) and (feed is None or feed.ready)
+        return (
+            (manager is None or manager.ready)
+            and (feed is None or feed.ready)
+            and (access is None or access.ready)
+        )
 
     return ready
 

@@ -1,0 +1,165 @@
+"""The gateway's governance feed: who may call (API keys) and what they may invoke (policies).
+
+Like the route feed, this runnable keeps its own informers (ApiKey, Team, Policy, Endpoint) and
+compiles what they hold into snapshots the request path reads without touching the store: a
+:class:`~corral.identity.KeyIndex` for authentication, a :class:`~corral.policy.PolicyEngine`
+snapshot for decisions, and one Cedar resource entity per Endpoint (its labels are the tags
+policies match on). Bursts coalesce into one rebuild per loop iteration, and only what changed
+is rebuilt: a Policy event recompiles policies, an ApiKey or Team event rebuilds the key index.
+
+Authentication answers the admin token first (a ``user`` principal in team ``admin``, matched by
+the built-in Policy ``corral-system/admin-invokes-everything``), then API keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from corral.api import Object
+from corral.api.kinds.apikey import APIKEY
+from corral.api.kinds.endpoint import ENDPOINT
+from corral.api.kinds.policy import POLICY
+from corral.api.kinds.team import TEAM
+from corral.controlplane import Informer, InformerEvent
+from corral.identity import KeyIndex, Principal
+from corral.policy import Entity, PolicyEngine, object_entity
+from corral.store.protocol import Store
+
+_log = logging.getLogger(__name__)
+
+ADMIN_PRINCIPAL = Principal(kind="user", id="admin", team="admin", namespace="corral-system")
+"""Whoever presents the admin token: a member of ``Team::"corral-system/admin"`` to policies."""
+
+_Key = tuple[str, str]  # (namespace, name)
+_KEYS, _POLICIES = "keys", "policies"
+
+
+class AccessFeed:
+    """Keeps ``keys``, ``engine`` and the Endpoint entities equal to the store; run ``start``."""
+
+    def __init__(self, store: Store, admin_check: Callable[[str | None], bool]) -> None:
+        self.engine = PolicyEngine()
+        self.keys = KeyIndex.build((), ())
+        self._admin_check = admin_check
+        self._informers = {
+            kind: Informer(store, kind)
+            for kind in (APIKEY.kind, TEAM.kind, POLICY.kind, ENDPOINT.kind)
+        }
+        self._endpoints: dict[_Key, Entity] = {}
+        self._dirty: set[str] = set()
+        self._rebuild_scheduled = False
+        self._synced = False
+        self.rebuilds = 0
+        for kind, informer in self._informers.items():
+            informer.add_handler(self._handler_for(kind))
+
+    @property
+    def ready(self) -> bool:
+        """Every cache loaded and the first snapshots built from them."""
+        return self._synced and self.rebuilds > 0
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        """The caller a bearer token names: the admin, an API key's team key, or nobody."""
+        if token is None:
+            return None
+        if self._admin_check(token):
+            return ADMIN_PRINCIPAL
+        return self.keys.authenticate(token)
+
+    def endpoint_entity(self, namespace: str, name: str) -> Entity:
+        """The Endpoint as a policy resource; one not seen yet has no labels (fails closed on
+        any policy that matches labels)."""
+        entity = self._endpoints.get((namespace, name))
+        if entity is None:
+            entity = Entity(
+                "Endpoint",
+                f"{namespace}/{name}",
+                {"name": name, "namespace": namespace},
+                (("Namespace", namespace),),
+            )
+        return entity
+
+    async def start(self, stop: asyncio.Event) -> None:
+        """Follow the store until ``stop`` is set."""
+        informers = tuple(self._informers.values())
+        tasks = [asyncio.create_task(informer.start(stop)) for informer in informers]
+        synced = asyncio.ensure_future(
+            asyncio.gather(*(informer.wait_for_sync() for informer in informers))
+        )
+        waits: list[asyncio.Future[Any]] = [synced, *tasks]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if synced.done() and not synced.cancelled():
+                # A key index built before its Teams arrived would refuse valid keys.
+                self._synced = True
+                self._dirty.update((_KEYS, _POLICIES))
+                self._schedule_rebuild()
+            await asyncio.gather(*tasks)
+        finally:
+            synced.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(synced, *tasks, return_exceptions=True)
+
+    def _handler_for(self, kind: str) -> Callable[[InformerEvent], None]:
+        if kind == ENDPOINT.kind:
+            return self._on_endpoint
+        part = _POLICIES if kind == POLICY.kind else _KEYS
+
+        def on_event(_event: InformerEvent) -> None:
+            self._dirty.add(part)
+            self._schedule_rebuild()
+
+        return on_event
+
+    def _on_endpoint(self, event: InformerEvent) -> None:
+        metadata = event.object.get("metadata") or {}
+        key = (str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        if event.type == "DELETED":
+            self._endpoints.pop(key, None)
+            return
+        try:
+            self._endpoints[key] = object_entity(event.object)
+        except ValueError as error:
+            _log.warning("Endpoint %s/%s has no policy resource: %s", key[0], key[1], error)
+
+    def _schedule_rebuild(self) -> None:
+        if self._rebuild_scheduled or not self._synced:
+            return
+        self._rebuild_scheduled = True
+        asyncio.get_running_loop().call_soon(self._rebuild)
+
+    def _rebuild(self) -> None:
+        self._rebuild_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        if _KEYS in dirty:
+            self._rebuild_keys()
+        if _POLICIES in dirty:
+            self._rebuild_policies()
+        self.rebuilds += 1
+
+    def _rebuild_keys(self) -> None:
+        try:
+            keys = KeyIndex.build(
+                self._informers[APIKEY.kind].list(), self._informers[TEAM.kind].list()
+            )
+        except Exception as error:
+            # Keep the last good index rather than refuse every key over one bad object.
+            _log.warning("API keys not reloaded, the previous keys stay in force: %s", error)
+            return
+        for problem in keys.problems:
+            _log.warning("API key refused: %s", problem)
+        self.keys = keys
+
+    def _rebuild_policies(self) -> None:
+        policies: list[Object] = self._informers[POLICY.kind].list()
+        try:
+            snapshot = self.engine.update(policies=policies)
+        except Exception as error:
+            _log.warning("Policies not reloaded, the previous ones stay in force: %s", error)
+            return
+        for policy, problems in snapshot.problems.items():
+            _log.warning("Policy %s fails closed: %s", policy, "; ".join(problems))
