@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from corral.api import Object
 from corral.api.kinds.apikey import APIKEY
@@ -26,6 +25,7 @@ from corral.api.kinds.team import TEAM
 from corral.controlplane import Informer, InformerEvent
 from corral.identity import KeyIndex, Principal
 from corral.policy import Entity, PolicyEngine, object_entity
+from corral.server.informer_follow import follow_informers
 from corral.store.protocol import Store
 
 _log = logging.getLogger(__name__)
@@ -84,25 +84,13 @@ class AccessFeed:
 
     async def start(self, stop: asyncio.Event) -> None:
         """Follow the store until ``stop`` is set."""
-        informers = tuple(self._informers.values())
-        tasks = [asyncio.create_task(informer.start(stop)) for informer in informers]
-        synced = asyncio.ensure_future(
-            asyncio.gather(*(informer.wait_for_sync() for informer in informers))
-        )
-        waits: list[asyncio.Future[Any]] = [synced, *tasks]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if synced.done() and not synced.cancelled():
-                # A key index built before its Teams arrived would refuse valid keys.
-                self._synced = True
-                self._dirty.update((_KEYS, _POLICIES))
-                self._schedule_rebuild()
-            await asyncio.gather(*tasks)
-        finally:
-            synced.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(synced, *tasks, return_exceptions=True)
+        await follow_informers(tuple(self._informers.values()), stop, self._on_synced)
+
+    def _on_synced(self) -> None:
+        # A key index built before its Teams arrived would refuse valid keys.
+        self._synced = True
+        self._dirty.update((_KEYS, _POLICIES))
+        self._schedule_rebuild()
 
     def _handler_for(self, kind: str) -> Callable[[InformerEvent], None]:
         if kind == ENDPOINT.kind:

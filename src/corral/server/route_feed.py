@@ -23,6 +23,7 @@ from corral.api.objects import Object
 from corral.controllers import secret_api_key
 from corral.controlplane import Informer, InformerEvent
 from corral.gateway import EndpointRoute, RouteSource, RouteTable, compile_endpoint
+from corral.server.informer_follow import follow_informers
 from corral.store.protocol import Store
 
 _log = logging.getLogger(__name__)
@@ -56,24 +57,13 @@ class RouteFeed:
     async def start(self, stop: asyncio.Event) -> None:
         """Follow the store until ``stop`` is set."""
         informers = (self._endpoint_informer, self._secret_informer)
-        tasks = [asyncio.create_task(informer.start(stop)) for informer in informers]
-        synced = asyncio.ensure_future(
-            asyncio.gather(*(informer.wait_for_sync() for informer in informers))
-        )
-        waits: list[asyncio.Future[Any]] = [synced, *tasks]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            if synced.done() and not synced.cancelled():
-                # Routes are published only once both caches are whole: an Endpoint compiled
-                # before its Secret arrived would briefly look unable to call its upstream.
-                self._synced = True
-                self._schedule_rebuild()
-            await asyncio.gather(*tasks)
-        finally:
-            synced.cancel()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(synced, *tasks, return_exceptions=True)
+        await follow_informers(informers, stop, self._on_synced)
+
+    def _on_synced(self) -> None:
+        # Routes are published only once both caches are whole: an Endpoint compiled before
+        # its Secret arrived would briefly look unable to call its upstream.
+        self._synced = True
+        self._schedule_rebuild()
 
     def _on_endpoint(self, event: InformerEvent) -> None:
         key = _key_of(event.object)
