@@ -28,15 +28,18 @@ def unready(corral: Corral) -> Iterator[Corral]:
 
 def call_until(corral: Corral, name: str, wanted: str) -> httpx.Response:
     """POST a chat to ``name`` until the 503's message names ``wanted`` (the route table follows
-    the controller's status as it is written)."""
+    the store's watch, and the controller's status as it is written: right after the apply the
+    gateway may not know the Endpoint yet, which is a 404 until its route arrives)."""
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
     while True:
         answer = corral.api().post(
             "/v1/chat/completions", json={"model": name, "messages": HELLO, "max_tokens": 1}
         )
-        assert answer.status_code == 503, answer.text
-        if wanted in answer.json()["error"]["message"] or time.monotonic() > deadline:
-            return answer
+        not_routed_yet = answer.status_code == 404 and time.monotonic() <= deadline
+        if not not_routed_yet:
+            assert answer.status_code == 503, answer.text
+            if wanted in answer.json()["error"]["message"] or time.monotonic() > deadline:
+                return answer
         time.sleep(0.1)
 
 
