@@ -24,11 +24,12 @@ from corral.api.kinds.policy import POLICY
 from corral.api.kinds.team import TEAM
 from corral.controlplane import Informer, InformerEvent
 from corral.identity import KeyIndex, Principal
-from corral.policy import Entity, PolicyEngine, object_entity
+from corral.policy import Entity, PolicyEngine, object_entity, principal_entity
 from corral.server.informer_follow import follow_informers
 from corral.store.protocol import Store
 
 _log = logging.getLogger(__name__)
+_MAX_PRINCIPALS = 4096
 
 ADMIN_PRINCIPAL = Principal(kind="user", id="admin", team="admin", namespace="corral-system")
 """Whoever presents the admin token: a member of ``Team::"corral-system/admin"`` to policies."""
@@ -49,6 +50,7 @@ class AccessFeed:
             for kind in (APIKEY.kind, TEAM.kind, POLICY.kind, ENDPOINT.kind)
         }
         self._endpoints: dict[_Key, Entity] = {}
+        self._principals: dict[tuple[str, str, str | None], Entity] = {}
         self._dirty: set[str] = set()
         self._rebuild_scheduled = False
         self._synced = False
@@ -68,6 +70,23 @@ class AccessFeed:
         if self._admin_check(token):
             return ADMIN_PRINCIPAL
         return self.keys.authenticate(token)
+
+    def principal_entity(self, principal: Principal) -> Entity:
+        """The caller as a policy principal, built once per key snapshot, not per request."""
+        key = (principal.kind, principal.id, principal.team)
+        entity = self._principals.get(key)
+        if entity is None:
+            if len(self._principals) >= _MAX_PRINCIPALS:
+                self._principals.clear()  # token users are unbounded; keys and admin are few
+            entity = self._principals[key] = principal_entity(
+                principal.kind,
+                principal.id,
+                team=principal.team,
+                namespace=principal.namespace,
+                labels=principal.labels,
+                act=principal.act,
+            )
+        return entity
 
     def endpoint_entity(self, namespace: str, name: str) -> Entity:
         """The Endpoint as a policy resource; one not seen yet has no labels (fails closed on
@@ -141,6 +160,7 @@ class AccessFeed:
         for problem in keys.problems:
             _log.warning("API key refused: %s", problem)
         self.keys = keys
+        self._principals.clear()  # Team labels may have changed with the keys
 
     def _rebuild_policies(self) -> None:
         policies: list[Object] = self._informers[POLICY.kind].list()

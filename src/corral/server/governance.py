@@ -20,7 +20,7 @@ from corral.api.errors import AlreadyExists
 from corral.api.objects import API_VERSION, Object
 from corral.gateway import Call, GatewayError, Handler, Stage
 from corral.metering.estimate import estimate_prompt_tokens
-from corral.policy import invoke_context, principal_entity
+from corral.policy import invoke_context
 from corral.server.access_feed import AccessFeed
 from corral.store.protocol import Store
 
@@ -81,14 +81,7 @@ def policy_stage(access: AccessFeed) -> Stage:
             client_ip=_client_ip(client),
             stream=call.stream,
         )
-        subject = principal_entity(
-            principal.kind,
-            principal.id,
-            team=principal.team,
-            namespace=principal.namespace,
-            labels=principal.labels,
-            act=principal.act,
-        )
+        subject = access.principal_entity(principal)
         resource = access.endpoint_entity(endpoint.namespace, endpoint.name)
         decision = access.engine.decide(subject, "invoke", resource, context)
         if not decision.allowed:
