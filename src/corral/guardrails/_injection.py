@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 
+from corral.guardrails._adversarial import adversarial_detector
 from corral.guardrails._detector import Detector, Match, Rule
 
 STRONG = 1.0
@@ -86,6 +87,11 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
             r"\b(?:god|sudo|unrestricted|evil|opposite) mode\b",
             r"🔓|🔒",
             r"\bstay in character\b",
+            r"\bstay in (?:\w+ ){1,2}mode\b",
+            r"\blimit output to <",
+            r"\bawait \[?input\]? to continue output\b",
+            r"\b(?:don'?t|do not|never|stop) (?:respond|answer|reply|act)(?:ing)? (?:as|like)"
+            r" (?:chat ?gpt|gpt|an ai|a language model|yourself|the assistant)\b",
             r"\bbreak(?:ing)? character\b",
         ),
         Rule("jailbreak_template", "high"),
@@ -93,10 +99,14 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
     "no_limits": (
         r"\b(?:no|without|free (?:of|from)|not bound by|broken free of|break free of|freed from"
         r"|don'?t have to (?:abide by|follow)|do not have to (?:abide by|follow)"
-        r"|not (?:restricted|limited) by|bypass(?:es|ing)?|ignores?|beyond)"
+        r"|not (?:restricted|limited) by|bypass(?:es|ing)?|ignores?|beyond|violat(?:e|es|ing)"
+        r"|regardless of|above (?:any|all)|free (?:itself|yourself|himself|herself|themselves)"
+        r" from|(?:concerns?|regard) for)"
         r"(?:\W+\w+){0,3}?\W+(?:restrictions|filters?|filtering|censorship|censor|guidelines"
         r"|confines|limitations|limits|ethics|morals|morality|ethical|moral|content polic(?:y|ies)"
-        r"|safety|boundaries|rules)\b",
+        r"|safety|boundaries|rules|legality|safeguards)\b"
+        r"|\b(?:don'?t|do not|doesn'?t|does not) have (?:any )?(?:morals|moralities|ethics"
+        r"|a conscience)\b",
         Rule("jailbreak_unrestricted", "high"),
     ),
     "unfiltered_persona": (
@@ -143,14 +153,37 @@ INJECTION_RULES: dict[str, tuple[str, Rule]] = {
         r"|you are (?:now|going to|about to)|immerse yourself|simulate|hypothetical(?:ly)?"
         r"|in this fictional|fictional world|alter ego|persona|in character"
         r"|you will (?:now )?(?:respond|answer|act|be)|answer (?:as|like)|respond (?:as|like)"
-        r"|two (?:different |separate )?(?:responses|answers|paragraphs))\b",
+        r"|two (?:different |separate )?(?:responses|answers|paragraphs|styles|entities"
+        r"|personalities|characters|ais)|personify|transform into|you will become"
+        r"|(?:keep|stay) (?:to |in )?(?:this|the|your) role|in the role of|take on the role)\b",
         Rule("roleplay_cue", "medium"),
     ),
     "policy_talk": (
         r"\b(?:openai|anthropic|content polic(?:y|ies)|ethical guidelines|unfiltered|uncensored"
         r"|amoral|immoral|unethical|illegal|offensive|explicit|profanity|swear|harmful|dangerous"
-        r"|censored|refuse|refusal|disclaimer|warnings?)\b",
+        r"|censored|refuse|refusal|disclaimer|warnings?|nsfw|lewd|horny|legality|ethics"
+        r"|ethical guid(?:e)?lines|morals|unaligned|insult(?:s|ing)?|graphically|gore|gory"
+        r"|diabolical)\b",
         Rule("policy_cue", "medium"),
+    ),
+    "persona_template": (
+        _alternatives(
+            # fill-in slots of a shared prompt template: "[INSERT PROMPT HERE]", "[PROMPT]"
+            r"\[(?:insert|type|put|enter|write)\b[^\]\n]{0,40}\]",
+            r"\[your\b[^\]\n]{0,30}?(?:prompt|question|request|here)\b[^\]\n]{0,10}\]",
+            r"\b(?:replace|insert) (?:[\w.]+ ){0,8}with whatever you want\b",
+            r"\[(?:prompt|input|role|topic|keyword|targetlanguage)\]",
+            # persona spec blocks: "(CHARACTER NAME)=[...]", "+: Personality = [...]"
+            r"\((?:user|character|assistant|personality|char|output|title)(?: \w+)?\)\s*=\s*\[",
+            r"\+:\s*(?:user|assistant|personality)\s*=\s*\[",
+            # a persona's answer format, or the chatbot addressed by name
+            r"\b(?:you will|you must|always) (?:always |only )?(?:answer|respond|reply)"
+            r" (?:(?:as|like)\b|\"as\b|with \"as\b)",
+            r"\b(?:whatever|anything) (?:they|you|i|the user|anyone|people) (?:ask|want|request)",
+            r"\bonly (?:respond|answer|reply) as\b",
+            r"\bchat ?gpt\b",
+        ),
+        Rule("persona_template", "medium"),
     ),
 }
 
@@ -186,8 +219,14 @@ _FIRST_WORDS = (
     "alter", "persona", "answer", "respond", "two", "openai", "anthropic", "content",
     "ethical", "immoral", "unethical", "illegal", "offensive", "explicit", "profanity",
     "swear", "harmful", "dangerous", "censored", "refus", "disclaimer", "warning",
+    "limit", "await", "violat", "regardless", "above", "concern", "regard", "doesn",
+    "does", "stop", "personify", "transform", "keep", "take", "nsfw", "lewd", "horny",
+    "legality", "ethics", "morals", "insert", "type", "put", "enter", "your", "topic",
+    "keyword", "targetlanguage", "input", "user", "character", "assistant",
+    "personality", "char", "output", "title", "only", "must", "chat", "replace",
+    "whatever", "anything", "unaligned", "insult", "graphically", "gore", "diabolical",
 )  # fmt: skip
-_KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[🔓🔒]"
+_KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[(+🔓🔒]"
 
 _WEIGHTS = {"high": STRONG, "medium": WEAK, "low": WEAK, "critical": STRONG}
 
@@ -199,6 +238,7 @@ def injection_detectors() -> tuple[Detector, ...]:
         Detector("injection", INJECTION_RULES, max_span=300, lookahead=1, fold_case=True, key=_KEY),
         Detector("injection", _NAME_RULES, max_span=16, lookahead=1, key="[ABDKMNSU][A-Za-z]"),
         Detector("injection", _BLOB_RULES, max_span=4100, lookahead=1, key="[A-Za-z0-9+/]{80}"),
+        adversarial_detector(),
     )
 
 

@@ -22,7 +22,7 @@ KNOWN_TYPES: frozenset[str] = frozenset(
         "instruction_override", "jailbreak_persona", "jailbreak_template",
         "jailbreak_unrestricted", "system_prompt_exfiltration", "encoded_payload",
         "roleplay_cue", "policy_cue", "jailbreak_cue", "tag_characters", "bidi_control",
-        "zero_width",
+        "zero_width", "persona_template", "adversarial_suffix",
     }
 )  # fmt: skip
 
