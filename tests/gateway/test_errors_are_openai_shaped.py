@@ -105,9 +105,10 @@ async def test_unknown_model_is_404_model_not_found():
 
 async def test_unknown_path_is_404_and_wrong_method_is_405():
     app, _ = gateway(ready_chat())
-    missing = await drive(app, "POST", "/v1/embeddings", body=GOOD)
+    missing = await drive(app, "POST", "/v1/images/generations", body=GOOD)
     assert (
-        assert_error(missing, 404, code="unknown_url") == "Unknown request URL: POST /v1/embeddings"
+        assert_error(missing, 404, code="unknown_url")
+        == "Unknown request URL: POST /v1/images/generations"
     )
     wrong = await drive(app, "GET", CHAT)
     assert_error(wrong, 405, code="method_not_allowed")

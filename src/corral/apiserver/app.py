@@ -9,7 +9,7 @@ Status body, so no bad input reaches the client as a bare 500 or a plain-text pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 
 import anyio
@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from corral.api.errors import ApiError, NotFound
 from corral.api.objects import API_VERSION
@@ -48,15 +48,24 @@ _log = logging.getLogger(__name__)
 
 
 def create_app(
-    store: Store, *, admin_token: str, registry: CollectorRegistry | None = None
+    store: Store,
+    *,
+    admin_token: str,
+    registry: CollectorRegistry | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The API server over ``store``; metrics go to ``registry`` (a fresh one by default)."""
+    """The API server over ``store``; metrics go to ``registry`` (a fresh one by default).
+
+    ``extra_routes`` (the governance extensions' ``/corral/...`` routes: usage, traces, audit)
+    are tried first and sit behind the same admin token.
+    """
     if not admin_token:
         raise ValueError("admin_token must not be empty")
     metrics = ApiMetrics(registry if registry is not None else CollectorRegistry())
     server = _Server(store, metrics)
     app = Starlette(
         routes=[
+            *extra_routes,
             # Hottest first (routes are tried in order). Methods are checked by the handlers,
             # which answer a 405 Status naming the allowed ones.
             Route(f"{API_PREFIX}/apply", server.apply, methods=_ANY_METHOD),

@@ -1,7 +1,8 @@
 """Who is calling: the admin bearer token, and the middleware that demands it.
 
 ``corral up`` calls :func:`load_or_create_admin_token` once and prints the token when it was
-just created. :class:`BearerAuth` sits in front of ``/apis`` and ``/openapi``; it compares the
+just created. :class:`BearerAuth` sits in front of ``/apis``, ``/openapi`` and ``/corral/``
+(usage, traces, audit); it compares the
 presented token in constant time and records the caller as ``scope["corral.actor"]``, which the
 handlers pass to the store so that history says who wrote what.
 """
@@ -21,7 +22,7 @@ from corral.apiserver.wire import status_response
 
 TOKEN_FILE = "admin.token"
 ADMIN_ACTOR = "admin"
-PROTECTED_PREFIXES = ("/apis", "/openapi")
+PROTECTED_PREFIXES = ("/apis", "/openapi", "/corral/")
 
 
 class TokenFileError(Exception):

@@ -12,6 +12,7 @@ import click
 
 from corral import __version__
 from corral.cli.apply_commands import apply, delete, diff
+from corral.cli.audit_commands import audit
 from corral.cli.chat_commands import chat
 from corral.cli.errors import is_expected, report
 from corral.cli.history_commands import history, rollback
@@ -20,6 +21,9 @@ from corral.cli.logs_commands import logs
 from corral.cli.policy_commands import policy
 from corral.cli.read_commands import describe, get
 from corral.cli.server_commands import serve, up
+from corral.cli.token_commands import token
+from corral.cli.traces_commands import traces
+from corral.cli.usage_commands import usage
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -65,7 +69,11 @@ _COMMANDS = (
     logs,
     chat,
     keys,
+    token,
     policy,
+    usage,
+    traces,
+    audit,
 )
 for _command in _COMMANDS:
     cli.add_command(_command)

@@ -11,7 +11,7 @@ feed, from the store's watch) and mounts it at the root (it serves ``/v1/...`` i
 
 from corral.gateway.app import Gateway, create_gateway
 from corral.gateway.balancer import Balancer
-from corral.gateway.call import Call, Handler, Stage
+from corral.gateway.call import OPERATIONS, Call, Handler, ResponseHook, Stage
 from corral.gateway.errors import GatewayError
 from corral.gateway.forward import FALLBACK_HEADER, SESSION_HEADER
 from corral.gateway.http1 import HttpTransport
@@ -36,6 +36,7 @@ from corral.gateway.transport import (
 __all__ = [
     "API_PREFIX",
     "FALLBACK_HEADER",
+    "OPERATIONS",
     "SESSION_HEADER",
     "Balancer",
     "Call",
@@ -45,6 +46,7 @@ __all__ = [
     "Handler",
     "Headers",
     "HttpTransport",
+    "ResponseHook",
     "RouteSource",
     "RouteTable",
     "RoutingPolicy",

@@ -4,10 +4,10 @@
 ``corral.gateway.server``) calls it per request. No web framework sits on the hot path: the app
 reads the ASGI scope itself and answers from pre-composed chains.
 
-Mounting: the app serves ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions`` and
-``/v1/completions`` below its mount point. Mount it at the root (its own port, or dispatch every
-``/v1/`` path to it unchanged). A ``root_path`` set by the server or a parent app is stripped
-first, so under a prefix ``/gw`` it answers ``/gw/v1/...``.
+Mounting: the app serves ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions``,
+``/v1/completions`` and ``/v1/embeddings`` below its mount point. Mount it at the root (its
+own port, or dispatch every ``/v1/`` path to it unchanged). A ``root_path`` set by the server
+or a parent app is stripped first, so under a prefix ``/gw`` it answers ``/gw/v1/...``.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Gateway:
         self._handlers: dict[str, dict[str, Handler]] = {
             "/v1/chat/completions": {"POST": inference},
             "/v1/completions": {"POST": inference},
+            "/v1/embeddings": {"POST": inference},
             "/v1/models": {"GET": compose([authenticate_stage], _list_models)},
         }
         self._model_handlers = {"GET": compose([authenticate_stage], _retrieve_model)}

@@ -15,6 +15,11 @@ replica, within what is left of the total timeout; the answer carries ``x-corral
 nothing answers well, the client gets the last upstream error status as the upstream sent it,
 else 504 ``upstream_timeout`` if a try ran out of time, else 502, else 503 ``no_ready_replica``.
 
+Relaying runs the call's ``response_hooks`` over every chunk and always watches the answer's
+token usage (``corral.gateway.usage_watch``): a streamed chat or completion request asks its
+upstream for the usage chunk, which the client only sees when it asked too. When the relay ends,
+``call.usage``, ``call.upstream_status`` and ``call.served_by`` say what happened.
+
 Once the response has started towards the client nothing is retried: an upstream that breaks
 mid-body leaves the client with a cut-off response (the server closes the connection), which is
 the honest signal. Chunks are relayed one by one as the transport yields them; nothing is
@@ -46,6 +51,7 @@ from corral.gateway.transport import (
     UpstreamTransport,
     UpstreamUnreachable,
 )
+from corral.gateway.usage_watch import UsageWatch, ask_for_stream_usage
 
 log = logging.getLogger("corral.gateway")
 
@@ -68,6 +74,7 @@ _NOT_RELAYED = frozenset(
         b"server",
     }
 )
+_NOT_RELAYED_REWRITTEN = _NOT_RELAYED | {b"content-length"}  # a hook may change the length
 
 
 class _Outcome:
@@ -78,14 +85,22 @@ class _Outcome:
         "expired",
         "held",
         "held_from",
+        "payload",
         "problems",
+        "strip_usage",
         "task",
         "timed_out",
         "tried",
     )
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
+    def __init__(self, task: asyncio.Task[Any], call: Call) -> None:
         self.task = task
+        # What goes upstream: a streamed generation also asks for its usage chunk.
+        self.payload = call.payload
+        self.strip_usage = False
+        if call.stream and call.operation != "embeddings":
+            self.payload, asked = ask_for_stream_usage(call.payload)
+            self.strip_usage = not asked
         self.cancelling = task.cancelling()  # cancels beyond these are someone else's
         self.expired = False  # the running try's timer went off
         self.held: UpstreamResponse | None = None  # the latest upstream error answer
@@ -119,7 +134,7 @@ def forward(
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("forward runs inside an asyncio task")
-        outcome = _Outcome(task)
+        outcome = _Outcome(task, call)
         try:
             if await try_endpoint(call, endpoint, target, deadline, outcome, None):
                 return
@@ -134,7 +149,7 @@ def forward(
             if outcome.held is not None:
                 response, outcome.held = outcome.held, None
                 try:
-                    await _relay(call, response, outcome.held_from)
+                    await _relay(call, response, outcome.held_from, outcome.strip_usage)
                 finally:
                     await response.aclose()
                 return
@@ -191,7 +206,7 @@ def forward(
             timer = loop.call_at(loop.time() + per_try, _expire, outcome)
             try:
                 response = await transport.send(
-                    "POST", address + target, headers, _body_for(call, version.model)
+                    "POST", address + target, headers, _body_for(call, outcome, version.model)
                 )
             except asyncio.CancelledError:
                 if not outcome.expired or outcome.task.uncancel() > outcome.cancelling:
@@ -224,8 +239,9 @@ def forward(
             status = response.status
             if status < 500 and status != 429:
                 balancer.succeeded(address)
+                call.served_by = address
                 try:
-                    await _relay(call, response, fallback)
+                    await _relay(call, response, fallback, outcome.strip_usage)
                 finally:
                     balancer.release(address)
                     await response.aclose()
@@ -248,29 +264,46 @@ def _expire(outcome: _Outcome) -> None:
     outcome.task.cancel()
 
 
-def _body_for(call: Call, model: str) -> bytes:
-    if call.payload.get("model") == model:
+def _body_for(call: Call, outcome: _Outcome, model: str) -> bytes:
+    payload = outcome.payload
+    if payload is call.payload and payload.get("model") == model:
         return call.body
-    # Same keys in the same order; only ``model`` differs.
-    return orjson.dumps({**call.payload, "model": model})
+    # Same keys in the same order; only ``model`` (and the stream options) differ.
+    return orjson.dumps({**payload, "model": model})
 
 
-async def _relay(call: Call, response: UpstreamResponse, fallback: str | None) -> None:
+async def _relay(
+    call: Call, response: UpstreamResponse, fallback: str | None, strip_usage: bool
+) -> None:
     send = call.send
-    headers = [pair for pair in response.headers if pair[0] not in _NOT_RELAYED]
+    hooks = call.response_hooks
+    status = response.status
+    call.upstream_status = status
+    drop = _NOT_RELAYED_REWRITTEN if any(hook.rewrites for hook in hooks) else _NOT_RELAYED
+    headers = [pair for pair in response.headers if pair[0] not in drop]
     if fallback is not None:
         headers.append((FALLBACK_HEADER, fallback.encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    for hook in hooks:
+        hook.start(status, headers)
+    watch = UsageWatch(stream=call.stream, strip_usage_chunk=strip_usage)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     call.response_started = True
     # A streamed generation can run for minutes: stop pulling it once the client is gone.
     # (uvicorn's send() silently drops data for a disconnected client, so ask receive().)
     disconnected = asyncio.ensure_future(call.receive()) if call.stream else None
     try:
         async for chunk in response.chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = watch.chunk(chunk)
+            for hook in hooks:
+                chunk = hook.chunk(chunk)
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             if disconnected is not None and disconnected.done():
                 return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        tail = watch.end()
+        for hook in hooks:
+            tail = hook.chunk(tail) + hook.end() if tail else hook.end()
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
     except UpstreamError as error:
         log.warning(
             "endpoint %s: upstream broke mid-response: %s",
@@ -278,5 +311,7 @@ async def _relay(call: Call, response: UpstreamResponse, fallback: str | None) -
             error,
         )
     finally:
+        # Also when the client left or the upstream broke: what was generated was used.
+        call.usage = watch.report()
         if disconnected is not None and not disconnected.done():
             disconnected.cancel()

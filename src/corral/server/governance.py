@@ -84,6 +84,7 @@ def policy_stage(access: AccessFeed) -> Stage:
         subject = access.principal_entity(principal)
         resource = access.endpoint_entity(endpoint.namespace, endpoint.name)
         decision = access.engine.decide(subject, "invoke", resource, context)
+        call.decided_by = decision.policies
         if not decision.allowed:
             raise _denied(decision.policies)
         await call_next(call)

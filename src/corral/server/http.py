@@ -2,8 +2,9 @@
 
 :class:`Dispatcher` is the ASGI app uvicorn runs: ``/v1/...`` goes to the gateway (one
 ``startswith`` on the hot path, nothing else), the Endpoint logs route to the controllers' log
-reader, and everything else to the API server — or, in a process without one, to
-:class:`HealthApp` (``/healthz``, ``/readyz``). Also here: the embedded uvicorn server (no signal
+reader, ``/.well-known/...`` to the public routes (the JWKS), and everything else to the API
+server — or, in a process without one, to :class:`HealthApp` (``/healthz``, ``/readyz``,
+``/metrics``). Also here: the embedded uvicorn server (no signal
 handlers of its own), binding the listener, and the filter that quiets the expected noise of
 cutting open watch streams at shutdown.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from corral.api.errors import NotFound
 from corral.api.objects import API_VERSION
@@ -26,6 +28,7 @@ from corral.api.objects import API_VERSION
 GRACEFUL_SHUTDOWN_S = 3
 """How long open requests (watch streams) may run on after a stop before they are cut."""
 GATEWAY_PREFIX = "/v1/"
+PUBLIC_PREFIX = "/.well-known/"
 LOGS_PREFIX = f"/apis/{API_VERSION}/namespaces/"
 LOGS_SUFFIX = "/logs"
 
@@ -40,11 +43,19 @@ _log = logging.getLogger(__name__)
 class Dispatcher:
     """Routes each request to the app that owns its path; lifespan is answered here."""
 
-    __slots__ = ("_gateway", "_logs", "_rest")
+    __slots__ = ("_gateway", "_logs", "_public", "_rest")
 
-    def __init__(self, *, rest: App, gateway: App | None = None, logs: App | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        rest: App,
+        gateway: App | None = None,
+        logs: App | None = None,
+        public: App | None = None,
+    ) -> None:
         self._gateway = gateway
         self._logs = logs
+        self._public = public
         self._rest = rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,6 +65,8 @@ class Dispatcher:
                 await self._gateway(scope, receive, send)
             elif self._logs is not None and is_logs_path(path):
                 await self._logs(scope, receive, send)
+            elif self._public is not None and path.startswith(PUBLIC_PREFIX):
+                await self._public(scope, receive, send)
             else:
                 await self._rest(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -73,10 +86,14 @@ def is_logs_path(path: str) -> bool:
 
 
 class HealthApp:
-    """``/healthz`` (the process runs) and ``/readyz`` (every role here is ready), nothing else."""
+    """``/healthz`` (the process runs), ``/readyz`` (every role here is ready) and ``/metrics``
+    (this process's Prometheus registry, when given), nothing else."""
 
-    def __init__(self, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, ready: Callable[[], bool], registry: CollectorRegistry | None = None
+    ) -> None:
         self._ready = ready
+        self._registry = registry
 
     async def __call__(self, scope: Scope, _receive: Receive, send: Send) -> None:
         path = scope["path"]
@@ -87,6 +104,9 @@ class HealthApp:
                 await _respond(send, 200, b"ok", b"text/plain")
             else:
                 await _respond(send, 503, b"not ready", b"text/plain")
+        elif path == "/metrics" and self._registry is not None:
+            body = generate_latest(self._registry)
+            await _respond(send, 200, body, CONTENT_TYPE_LATEST.encode())
         else:
             error = NotFound(f"no such path: {path}")
             await _respond(send, 404, orjson.dumps(error.to_status()), b"application/json")

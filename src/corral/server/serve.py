@@ -7,8 +7,13 @@ event loop and one port (see ``corral.server.http``):
 - ``controllers``: the controller Manager (garbage collector, Model and Endpoint controllers
   with their model-server supervisor) and the Endpoint logs route;
 - ``gateway``: the OpenAI-compatible gateway (``/v1/...``), fed by its own route feed and
-  access feed from the store's watch; callers authenticate with the admin token or an API key,
-  and every request is a policy decision (see ``corral.server.governance``).
+  access feed from the store's watch; callers authenticate with the admin token, an API key or
+  a workload token, and every request is a policy decision (see ``corral.server.governance``).
+
+Beside the roles run the governance extensions (``corral.server.extensions``): telemetry,
+audit, workload identity, usage records, rate limits, budgets and guardrails. They wrap the
+store, start before the roles, add their stages to the gateway and their routes to the API
+server, and close after the roles stopped.
 
 A process without the API server answers ``/healthz`` and ``/readyz`` itself. Once every role is
 ready it publishes ``STATE_DIR/server.json`` (when it runs the API server) so the CLI finds it;
@@ -30,13 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.routing import Router
+
 from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_create_admin_token
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
 from corral.controllers import add_model_serving
 from corral.controlplane import GarbageCollector, Manager
-from corral.gateway import API_PREFIX, Gateway, RouteSource, create_gateway
+from corral.gateway import API_PREFIX, Gateway, RouteSource, Stage, create_gateway
 from corral.runtimes import Supervisor
 from corral.server.access_feed import AccessFeed
+from corral.server.audit_extension import AuditExtension
+from corral.server.budget_extension import BudgetExtension
 from corral.server.config import (
     APISERVER,
     CONTROLLERS,
@@ -46,7 +55,9 @@ from corral.server.config import (
     redact_url,
 )
 from corral.server.endpoint_logs import EndpointLogs
+from corral.server.extensions import Extension, ServerContext
 from corral.server.governance import ensure_builtin_policies, policy_stage
+from corral.server.guardrails_extension import GuardrailsExtension
 from corral.server.http import (
     App,
     Dispatcher,
@@ -57,7 +68,11 @@ from corral.server.http import (
     url_of,
     uvicorn_config,
 )
+from corral.server.ratelimit_extension import RateLimitExtension
 from corral.server.route_feed import RouteFeed
+from corral.server.telemetry_extension import TelemetryExtension
+from corral.server.usage_extension import UsageExtension
+from corral.server.workload_identity import WorkloadIdentity
 from corral.store import Store, open_store
 from corral.store.encryption import EncryptingStore, SecretKeyError, load_or_create_key
 
@@ -142,10 +157,13 @@ async def serve(
             shown = redact_url(store_url)
             reason = str(error).replace(store_url, shown)
             raise ServerError(f"cannot open the store {shown}: {reason}") from None
+        context = ServerContext(
+            config=config, state_dir=state_dir, store=store, store_url=store_url, stop=stop
+        )
         try:
             await ensure_builtin_namespaces(store)
             await ensure_builtin_policies(store)
-            await _run_roles(config, store, state_dir, stop, on_ready)
+            await _run_roles(context, on_ready)
         except asyncio.CancelledError:
             if not signals.forced:
                 raise
@@ -157,13 +175,51 @@ async def serve(
             await store.close()
 
 
-async def _run_roles(
-    config: ServerConfig,
-    store: Store,
-    state_dir: Path,
-    stop: asyncio.Event,
-    on_ready: OnReady | None,
+EXTENSIONS: tuple[type[Extension], ...] = (
+    TelemetryExtension,
+    AuditExtension,
+    WorkloadIdentity,
+    UsageExtension,
+    RateLimitExtension,
+    BudgetExtension,
+    GuardrailsExtension,
+)
+"""Built, started and asked for stages in this order (telemetry outermost); closed reversed."""
+
+
+async def _run_roles(context: ServerContext, on_ready: OnReady | None) -> None:
+    extensions = [kind(context) for kind in EXTENSIONS]
+    for extension in extensions:
+        context.store = extension.wrap_store(context.store)
+    try:
+        await _run_roles_with(context, extensions, on_ready)
+    finally:
+        for extension in reversed(extensions):
+            try:
+                await extension.aclose()
+            except Exception:
+                _log.exception("closing the %s extension failed", extension.name)
+
+
+async def _start_extensions(extensions: list[Extension]) -> None:
+    for extension in extensions:
+        try:
+            await extension.start()
+        except ServerError:
+            raise
+        except Exception as error:
+            raise ServerError(f"the {extension.name} extension cannot start: {error}") from error
+
+
+async def _run_roles_with(
+    context: ServerContext, extensions: list[Extension], on_ready: OnReady | None
 ) -> None:
+    config, store, state_dir, stop = (
+        context.config,
+        context.store,
+        context.state_dir,
+        context.stop,
+    )
     workers: dict[str, asyncio.Task[Any]] = {}
     http: EmbeddedUvicorn | None = None
     quiet_shutdown: QuietShutdown | None = None
@@ -180,6 +236,9 @@ async def _run_roles(
         token, created = load_or_create_admin_token(state_dir)
         authenticate = admin_token_check(token)
         listener = _listen(config.host, config.port)
+        if GATEWAY in config.roles:
+            access = context.access = AccessFeed(store, authenticate)
+        await _start_extensions(extensions)
         logs: App | None = None
         if CONTROLLERS in config.roles:
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
@@ -187,22 +246,32 @@ async def _run_roles(
             supervisor = add_model_serving(manager, state_dir)
             logs = EndpointLogs(store, supervisor, authenticate)
             workers[CONTROLLERS] = asyncio.create_task(manager.run(stop))
-        if GATEWAY in config.roles:
+        if access is not None:
             routes = RouteSource()
             feed = RouteFeed(store, routes)
-            access = AccessFeed(store, authenticate)
             gateway = create_gateway(
-                routes, authenticate=access.authenticate, stages=[policy_stage(access)]
+                routes, authenticate=access.authenticate, stages=_gateway_stages(extensions, access)
             )
             workers[GATEWAY] = asyncio.create_task(feed.start(stop))
             workers[_ACCESS] = asyncio.create_task(access.start(stop))
         # A replica in an election may stand by for good: its serving is readiness enough.
         awaited = None if config.uses_leader_election else manager
-        ready = _readiness(awaited, feed, access)
+        ready = _readiness(awaited, feed, access, extensions)
         rest: App = (
-            create_app(store, admin_token=token) if APISERVER in config.roles else HealthApp(ready)
+            create_app(
+                store,
+                admin_token=token,
+                registry=context.metrics,
+                extra_routes=[route for e in extensions for route in e.api_routes()],
+            )
+            if APISERVER in config.roles
+            else HealthApp(ready, context.metrics)
         )
-        http = EmbeddedUvicorn(uvicorn_config(Dispatcher(rest=rest, gateway=gateway, logs=logs)))
+        public_routes = [route for e in extensions for route in e.public_routes()]
+        public = Router(routes=public_routes) if public_routes else None
+        http = EmbeddedUvicorn(
+            uvicorn_config(Dispatcher(rest=rest, gateway=gateway, logs=logs, public=public))
+        )
         quiet_shutdown = QuietShutdown(http)
         _UVICORN_LOG.addFilter(quiet_shutdown)
         workers[_HTTP] = asyncio.create_task(http.serve(sockets=[listener]))
@@ -274,14 +343,28 @@ def admin_token_check(token: str) -> Callable[[str | None], bool]:
     return check
 
 
+def _gateway_stages(extensions: list[Extension], access: AccessFeed) -> list[Stage]:
+    """Each extension's stages in order, the policy decision after telemetry and audit."""
+    stages: list[Stage] = []
+    for extension in extensions:
+        stages.extend(extension.gateway_stages())
+        if isinstance(extension, AuditExtension):
+            stages.append(policy_stage(access))
+    return stages
+
+
 def _readiness(
-    manager: Manager | None, feed: RouteFeed | None, access: AccessFeed | None
+    manager: Manager | None,
+    feed: RouteFeed | None,
+    access: AccessFeed | None,
+    extensions: list[Extension],
 ) -> Callable[[], bool]:
     def ready() -> bool:
         return (
             (manager is None or manager.ready)
             and (feed is None or feed.ready)
             and (access is None or access.ready)
+            and all(extension.ready for extension in extensions)
         )
 
     return ready
