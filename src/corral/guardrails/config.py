@@ -23,6 +23,7 @@ KNOWN_TYPES: frozenset[str] = frozenset(
         "jailbreak_unrestricted", "system_prompt_exfiltration", "encoded_payload",
         "roleplay_cue", "policy_cue", "jailbreak_cue", "tag_characters", "bidi_control",
         "zero_width", "persona_template", "adversarial_suffix",
+        "learned_cue",
     }
 )  # fmt: skip
 
