@@ -89,21 +89,21 @@ def _load_key(directory: Path, index: int, entry: Any) -> SigningKey:
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError(f"{where}: {path} is not an Ed25519 or EC key")
+    return _with_roles(f"{where} ({path})", loaded, entry)
+
+
+def _with_roles(where: str, private_key: PrivateKey, entry: dict[str, Any]) -> SigningKey:
+    """The key with the rotation times its manifest entry gives, checked against its kid."""
     try:
-        key = SigningKey.from_private_key(loaded, created_at=float(entry["createdAt"]))
+        key = SigningKey.from_private_key(private_key, created_at=float(entry["createdAt"]))
         retired_at, keep_until = entry.get("retiredAt"), entry.get("keepUntil")
+        retired = None if retired_at is None else float(retired_at)
+        kept = None if keep_until is None else float(keep_until)
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
-    if key.kid != kid:
-        raise ValueError(f"{where}: {path} holds key {key.kid}, not {kid}")
-    return SigningKey(
-        kid,
-        key.alg,
-        key.private_key,
-        key.created_at,
-        None if retired_at is None else float(retired_at),
-        None if keep_until is None else float(keep_until),
-    )
+    if key.kid != entry.get("kid"):
+        raise ValueError(f"{where}: holds key {key.kid}, not {entry.get('kid')}")
+    return SigningKey(key.kid, key.alg, key.private_key, key.created_at, retired, kept)
 
 
 def _manifest(keys: Sequence[SigningKey]) -> bytes:
@@ -156,3 +156,45 @@ def _write_private(path: Path, data: bytes) -> None:
             target.unlink()
         raise
     os.replace(target, path)
+
+
+def encode_keys(keys: Sequence[SigningKey]) -> str:
+    """The ring as one JSON document (manifest entries with their PKCS#8 PEMs inline), for a
+    store that keeps it encrypted at rest, such as a ``Secret``."""
+    entries = [
+        {
+            "kid": key.kid,
+            "alg": key.alg,
+            "createdAt": key.created_at,
+            "retiredAt": key.retired_at,
+            "keepUntil": key.keep_until,
+            "pem": _pem(key.private_key).decode("ascii"),
+        }
+        for key in keys
+    ]
+    return orjson.dumps({"version": 1, "keys": entries}).decode()
+
+
+def decode_keys(text: str, where: str) -> list[SigningKey]:
+    """The keys of a document ``encode_keys`` wrote; ValueError naming ``where`` and the
+    entry at fault."""
+    try:
+        document = orjson.loads(text)
+        entries = document["keys"]
+        if not isinstance(entries, list):
+            raise TypeError("'keys' is not a list")
+    except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{where}: not a key ring document ({error})") from None
+    keys: list[SigningKey] = []
+    for index, entry in enumerate(entries):
+        at = f"{where}: keys[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("pem"), str):
+            raise ValueError(f"{at}: needs a string 'kid' and 'pem'")
+        try:
+            loaded = serialization.load_pem_private_key(entry["pem"].encode(), password=None)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{at}: 'pem' is not a private key ({error})") from None
+        if not isinstance(loaded, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{at}: not an Ed25519 or EC key")
+        keys.append(_with_roles(at, loaded, entry))
+    return keys

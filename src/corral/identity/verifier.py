@@ -115,7 +115,10 @@ class Verifier:
             signature = b64url_decode(parts[2])
         except ValueError:
             raise InvalidToken("malformed", "signature is not base64url") from None
-        signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+        try:
+            signing_input = f"{parts[0]}.{parts[1]}".encode("ascii")
+        except UnicodeEncodeError:
+            raise InvalidToken("malformed", "payload is not base64url") from None
         if not signature_is_valid(public_key, signature, signing_input):
             raise InvalidToken("signature", "signature does not verify")
         claims = _decode_object(parts[1], "payload")

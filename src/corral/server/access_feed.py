@@ -8,7 +8,10 @@ policies match on). Bursts coalesce into one rebuild per loop iteration, and onl
 is rebuilt: a Policy event recompiles policies, an ApiKey or Team event rebuilds the key index.
 
 Authentication answers the admin token first (a ``user`` principal in team ``admin``, matched by
-the built-in Policy ``corral-system/admin-invokes-everything``), then API keys.
+the built-in Policy ``corral-system/admin-invokes-everything``), then workload JWTs (any bearer
+credential shaped like a JWS, three dot-separated parts) against ``verifier``, the snapshot of
+the platform's JWKS that the workload-identity extension keeps current, then API keys. A refused
+JWT is a 401 saying which check failed; the verifier caches good tokens until they expire.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from corral.api.kinds.endpoint import ENDPOINT
 from corral.api.kinds.policy import POLICY
 from corral.api.kinds.team import TEAM
 from corral.controlplane import Informer, InformerEvent
-from corral.identity import KeyIndex, Principal
+from corral.gateway.errors import unauthorized
+from corral.identity import InvalidToken, KeyIndex, Principal, Verifier
 from corral.policy import Entity, PolicyEngine, object_entity, principal_entity
 from corral.server.informer_follow import follow_informers
 from corral.store.protocol import Store
@@ -44,6 +48,8 @@ class AccessFeed:
     def __init__(self, store: Store, admin_check: Callable[[str | None], bool]) -> None:
         self.engine = PolicyEngine()
         self.keys = KeyIndex.build((), ())
+        self.verifier: Verifier | None = None
+        """Workload tokens are refused while None (no workload-identity extension)."""
         self._admin_check = admin_check
         self._informers = {
             kind: Informer(store, kind)
@@ -64,11 +70,21 @@ class AccessFeed:
         return self._synced and self.rebuilds > 0
 
     def authenticate(self, token: str | None) -> Principal | None:
-        """The caller a bearer token names: the admin, an API key's team key, or nobody."""
+        """The caller a bearer token names: the admin, a workload, an API key's team key, or
+        nobody. A JWT that fails verification raises a 401 ``GatewayError`` saying why."""
         if token is None:
             return None
         if self._admin_check(token):
             return ADMIN_PRINCIPAL
+        if token.count(".") == 2:
+            verifier = self.verifier
+            if verifier is None:
+                raise unauthorized("workload tokens are not accepted by this gateway")
+            try:
+                return verifier.verify(token).principal
+            except InvalidToken as error:
+                reason = error.message.removeprefix("invalid token: ")
+                raise unauthorized(f"invalid workload token ({error.problem}): {reason}") from None
         return self.keys.authenticate(token)
 
     def principal_entity(self, principal: Principal) -> Entity:
