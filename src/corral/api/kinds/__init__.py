@@ -1,6 +1,17 @@
 """The built-in kinds. Importing this package registers them all."""
 
-from corral.api.kinds import apikey, budget, endpoint, lease, model, namespace, policy, secret, team
+from corral.api.kinds import (
+    apikey,
+    budget,
+    endpoint,
+    lease,
+    model,
+    namespace,
+    policy,
+    ratelimit,
+    secret,
+    team,
+)
 
 __all__ = [
     "apikey",
@@ -10,6 +21,7 @@ __all__ = [
     "model",
     "namespace",
     "policy",
+    "ratelimit",
     "secret",
     "team",
 ]
