@@ -1,6 +1,7 @@
 """The writer side: :class:`AuditLog` appends events with group commit and signs checkpoints.
 
-``append`` queues the event and waits; one writer task takes everything queued (up to
+``append`` queues the event and waits; ``submit`` queues it and returns at once (the request
+path's way in: nothing there waits for a commit). One writer task takes everything queued (up to
 ``max_batch``) and commits it as one transaction, so a burst of concurrent appends costs one
 commit (and one fsync) instead of one each. A checkpointer task signs the Merkle root every
 ``checkpoint_every`` records or ``checkpoint_interval`` seconds, whichever comes first, and once
@@ -20,7 +21,7 @@ from corral.audit.record import AuditEvent, AuditRecord, seal_batch
 from corral.audit.signing import Checkpoint, SigningKey
 from corral.audit.storage import AuditStorage, ChainHead
 
-_Pending = tuple[AuditEvent, str, "asyncio.Future[int]"]
+_Pending = tuple[AuditEvent, str, "asyncio.Future[int] | None"]  # None: submitted, not awaited
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +63,8 @@ class AuditLog:
         self._last_checkpoint_size = 0
         self._written_size = 0
         self._closed = False
+        self.lost = 0
+        """Submitted events whose batch failed to commit (each failure is logged)."""
         self._writer: asyncio.Task[None] | None = None
         self._checkpointer: asyncio.Task[None] | None = None
 
@@ -97,6 +100,18 @@ class AuditLog:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((event, now_rfc3339(), done))
         return await done
+
+    def submit(self, event: AuditEvent) -> None:
+        """Queue ``event`` and return at once; it commits with the next batch. A batch that
+        fails to commit is logged and counted in ``lost`` (nobody waits to hear it)."""
+        if self._closed:
+            raise AuditLogClosed("audit log is closed")
+        self._queue.put_nowait((event, now_rfc3339(), None))
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for the writer."""
+        return self._queue.qsize()
 
     async def checkpoint(self) -> Checkpoint | None:
         """Sign the root over every record committed so far; None while the log is empty.
@@ -161,12 +176,18 @@ class AuditLog:
         try:
             records = await self.storage.append(build)
         except Exception as error:  # every waiter hears why its batch did not commit
+            unheard = 0
             for _, _, done in pending:
-                if not done.done():
+                if done is None:
+                    unheard += 1
+                elif not done.done():
                     done.set_exception(error)
+            if unheard:
+                self.lost += unheard
+                log.error("audit log: %d submitted events not recorded: %s", unheard, error)
             return
         for record, (_, _, done) in zip(records, pending, strict=True):
-            if not done.done():
+            if done is not None and not done.done():
                 done.set_result(record.seq)
         self._written_size = records[-1].seq + 1
         if self._written_size - self._last_checkpoint_size >= self._checkpoint_every:

@@ -59,6 +59,25 @@ class SigningKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
+    def from_pem(cls, pem: bytes, where: str = "audit signing key") -> SigningKey:
+        """The key in a PKCS#8 PEM (what :meth:`private_pem` writes); ``where`` names it in
+        errors."""
+        try:
+            loaded = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{where}: not a PEM private key ({error})") from None
+        if not isinstance(loaded, Ed25519PrivateKey):
+            raise ValueError(f"{where}: expected an Ed25519 key")
+        return cls(loaded)
+
+    def private_pem(self) -> bytes:
+        return self._private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
     def load_or_create(cls, directory: str | os.PathLike[str]) -> SigningKey:
         """The key in ``directory/audit-signing.key`` (PKCS#8 PEM), created 0600 when absent."""
         path = Path(directory) / KEY_FILE
@@ -77,13 +96,7 @@ class SigningKey:
             else:
                 with os.fdopen(fd, "wb") as file:
                     file.write(pem)
-        try:
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"audit signing key {path}: not a PEM private key ({error})") from None
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ValueError(f"audit signing key {path}: expected an Ed25519 key")
-        return cls(loaded)
+        return cls.from_pem(path.read_bytes(), f"audit signing key {path}")
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         return {self.kid: self.public_key}

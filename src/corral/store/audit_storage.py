@@ -23,15 +23,21 @@ from typing import Any
 import asyncpg
 import orjson
 
-from corral.audit import AuditRecord, BuildRecords, ChainHead, Checkpoint, UnreadableRecord
+from corral.audit import AuditRecord, BuildRecords, ChainHead, Checkpoint
+from corral.audit.wire import (
+    CHECKPOINT_COLUMNS,
+    RECORD_COLUMNS,
+    checkpoint_from_row,
+    record_from_row,
+)
 from corral.store.urls import sqlite_path
 
 PAGE = 2000
 _NO_END = 2**63 - 1
 _ADVISORY_KEY = 0x636F7272616C  # "corral": the audit writers' lock, apart from the store's
-_COLUMNS = "seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash"
+_COLUMNS = RECORD_COLUMNS
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
-_CHECKPOINTS = "SELECT size, root_hash, time, kid, signature FROM audit_checkpoints ORDER BY size"
+_CHECKPOINTS = f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY size"
 _LAST_CHECKPOINT = _CHECKPOINTS + " DESC LIMIT 1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -91,36 +97,10 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
     )
 
 
-def _record(row: Sequence[Any]) -> AuditRecord:
-    seq, time, actor, action, resource, decision, policy, cost, details, prev_hash, hash_ = row
-    try:
-        return AuditRecord(
-            seq=seq,
-            time=time,
-            actor=actor,
-            action=action,
-            resource=resource,
-            decision=decision,
-            policies=tuple(orjson.loads(policy)),
-            cost=cost,
-            details=orjson.loads(details),
-            prev_hash=bytes(prev_hash),
-            hash=bytes(hash_),
-        )
-    except (ValueError, TypeError) as error:
-        # Only a change made behind the log's back produces such a row (SQLite accepts any
-        # type in any column): the verifier reports it as an edited record.
-        raise UnreadableRecord(seq, f"unreadable row ({error})") from None
-
-
 def _head(row: Sequence[Any] | None) -> ChainHead:
     if row is None:
         return ChainHead(0, bytes(32))
     return ChainHead(row[0] + 1, bytes(row[1]))
-
-
-def _checkpoint(row: Sequence[Any]) -> Checkpoint:
-    return Checkpoint(row[0], bytes(row[1]), row[2], row[3], bytes(row[4]))
 
 
 class SqliteAuditStorage:
@@ -185,7 +165,7 @@ class SqliteAuditStorage:
         while True:
             page = await self._run(self._select, _COLUMNS, start, upper, PAGE)
             for row in page:
-                yield _record(row)
+                yield record_from_row(row)
             if len(page) < PAGE:
                 return
             start = page[-1][0] + 1
@@ -210,11 +190,11 @@ class SqliteAuditStorage:
 
     async def checkpoints(self) -> list[Checkpoint]:
         rows = await self._run(lambda: self._connection.execute(_CHECKPOINTS).fetchall())
-        return [_checkpoint(row) for row in rows]
+        return [checkpoint_from_row(row) for row in rows]
 
     async def last_checkpoint(self) -> Checkpoint | None:
         row = await self._run(lambda: self._connection.execute(_LAST_CHECKPOINT).fetchone())
-        return None if row is None else _checkpoint(row)
+        return None if row is None else checkpoint_from_row(row)
 
     async def close(self) -> None:
         if self._closed:
@@ -272,7 +252,7 @@ class PostgresAuditStorage:
                 PAGE,
             )
             for row in page:
-                yield _record(row)
+                yield record_from_row(row)
             if len(page) < PAGE:
                 return
             start = page[-1][0] + 1
@@ -293,11 +273,11 @@ class PostgresAuditStorage:
         )
 
     async def checkpoints(self) -> list[Checkpoint]:
-        return [_checkpoint(row) for row in await self._pool.fetch(_CHECKPOINTS)]
+        return [checkpoint_from_row(row) for row in await self._pool.fetch(_CHECKPOINTS)]
 
     async def last_checkpoint(self) -> Checkpoint | None:
         row = await self._pool.fetchrow(_LAST_CHECKPOINT)
-        return None if row is None else _checkpoint(row)
+        return None if row is None else checkpoint_from_row(row)
 
     async def close(self) -> None:
         await self._pool.close()
