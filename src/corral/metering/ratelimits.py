@@ -1,0 +1,250 @@
+"""Rate-limit rules compiled from RateLimit objects, and the arithmetic of their windows.
+
+The gateway builds a :class:`RateLimitSet` from the store's watch and swaps it in whole; the
+request path asks it ``applicable(subject)`` (dictionary lookups), turns the rules that apply
+into :class:`Check` s with :func:`plan_checks`, and hands them to a counter backend
+(``corral.store.ratelimit_counters``) that checks and counts all of them atomically, in one
+round trip.
+
+Requests and tokens per minute use a **sliding window approximated from two fixed windows**
+(the scheme Cloudflare and nginx-style limiters use): minutes are fixed 60-second windows
+aligned to the Unix epoch, and the count at time ``t`` is
+``current + previous * (1 - elapsed fraction of the current minute)``. It never admits more
+than the limit inside one fixed minute, smooths the burst a pure fixed window allows at a
+minute boundary, and costs two counters per limit. Concurrency is a set of leases, one per
+request in flight, each with an expiry the owning process renews while the request runs: a
+process that dies stops renewing, and its slots free themselves after :data:`LEASE_TTL_S`.
+
+Token limits charge a request its estimate when admitted (prompt estimate + ``max_tokens`` or
+``max_completion_tokens``; the prompt alone when neither is set) and are corrected to the
+real usage after the call, in the window that was charged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from corral.api.kinds.ratelimit import RateLimitSpec
+from corral.api.objects import Object
+from corral.metering.budgets import ScopeKind, Subject
+from corral.metering.estimate import estimate_prompt_tokens
+
+WINDOW_S = 60
+"""A rate window: requests and tokens are limited per minute."""
+LEASE_TTL_S = 60.0
+"""A concurrency slot held by a process that stopped renewing it frees itself after this."""
+LEASE_RENEW_S = 15.0
+"""How often a process renews the leases of its requests in flight."""
+
+LimitKind = Literal["requests", "tokens", "concurrent"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRule:
+    namespace: str
+    name: str
+    scope_kind: ScopeKind
+    scope_name: str
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    concurrent_requests: int | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_spec(cls, namespace: str, name: str, spec: RateLimitSpec) -> RateLimitRule:
+        return cls(
+            namespace=namespace,
+            name=name,
+            scope_kind=spec.scope.kind,
+            scope_name=spec.scope.name,
+            requests_per_minute=spec.requestsPerMinute,
+            tokens_per_minute=spec.tokensPerMinute,
+            concurrent_requests=spec.concurrentRequests,
+        )
+
+    @classmethod
+    def from_object(cls, obj: Object) -> RateLimitRule:
+        """The rule a stored RateLimit declares; ValueError names the object and the field."""
+        meta = obj.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        if obj.get("kind") != "RateLimit" or not namespace or not name:
+            raise ValueError(
+                f"expected a namespaced RateLimit object with a name, got "
+                f"kind={obj.get('kind')!r} namespace={namespace!r} name={name!r}"
+            )
+        try:
+            spec = RateLimitSpec.model_validate(obj.get("spec") or {})
+        except ValidationError as error:
+            first = error.errors()[0]
+            path = ".".join(str(part) for part in first["loc"])
+            where = f"spec.{path}" if path else "spec"
+            raise ValueError(f"RateLimit {namespace}/{name} {where}: {first['msg']}") from None
+        return cls.from_spec(namespace, name, spec)
+
+
+class RateLimitSet:
+    """An immutable snapshot of every RateLimit, indexed by what it is scoped to."""
+
+    def __init__(self, rules: Iterable[RateLimitRule] = ()) -> None:
+        index: dict[tuple[str, str, str], list[RateLimitRule]] = {}
+        count = 0
+        for rule in rules:
+            index.setdefault((rule.namespace, rule.scope_kind, rule.scope_name), []).append(rule)
+            count += 1
+        self._index = {scope: tuple(found) for scope, found in index.items()}
+        self.size = count
+
+    @classmethod
+    def from_objects(cls, objects: Iterable[Object]) -> RateLimitSet:
+        return cls(RateLimitRule.from_object(obj) for obj in objects)
+
+    def applicable(self, subject: Subject) -> tuple[RateLimitRule, ...]:
+        """Every RateLimit in the subject's namespace scoped to its team, key, model or agent."""
+        if not self._index:
+            return ()
+        found: list[RateLimitRule] = []
+        scopes: tuple[tuple[ScopeKind, str | None], ...] = (
+            ("team", subject.team),
+            ("apikey", subject.apikey),
+            ("model", subject.model),
+            ("agent", subject.agent),
+        )
+        for kind, name in scopes:
+            if name is not None:
+                found.extend(self._index.get((subject.namespace, kind, name), ()))
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One limit a request must fit under. ``key`` names the counter every process shares."""
+
+    key: str
+    kind: LimitKind
+    limit: int
+    amount: int
+    rule: RateLimitRule
+
+    @property
+    def windowed(self) -> bool:
+        return self.kind != "concurrent"
+
+
+def plan_checks(rules: Iterable[RateLimitRule], estimated_tokens: int) -> tuple[Check, ...]:
+    """The checks a request makes against ``rules``, in a stable order (by counter key)."""
+    checks: list[Check] = []
+    for rule in rules:
+        base = f"{rule.namespace}/{rule.name}"
+        if rule.requests_per_minute is not None:
+            checks.append(Check(f"{base}/rpm", "requests", rule.requests_per_minute, 1, rule))
+        if rule.tokens_per_minute is not None:
+            checks.append(
+                Check(f"{base}/tpm", "tokens", rule.tokens_per_minute, estimated_tokens, rule)
+            )
+        if rule.concurrent_requests is not None:
+            checks.append(
+                Check(f"{base}/concurrent", "concurrent", rule.concurrent_requests, 1, rule)
+            )
+    checks.sort(key=lambda check: check.key)
+    return tuple(checks)
+
+
+def admission_tokens(body: Mapping[str, Any]) -> int:
+    """Tokens a request is charged when admitted: its prompt estimate plus its output limit.
+
+    Without ``max_tokens``/``max_completion_tokens`` only the prompt is charged (charging the
+    whole context window would refuse every request under a modest limit); the real output is
+    added when the call ends. ValueError for a body whose fields have the wrong types."""
+    prompt = estimate_prompt_tokens(body)
+    for field_name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(field_name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"request body: {field_name!r} must be a non-negative integer")
+        return prompt + value
+    return prompt
+
+
+def window_position(now: float) -> tuple[int, float]:
+    """The current window's number and the weight the previous window still carries."""
+    window = int(now // WINDOW_S)
+    elapsed = (now - window * WINDOW_S) / WINDOW_S
+    return window, 1.0 - elapsed
+
+
+def sliding_count(current: int, previous: int, previous_weight: float) -> float:
+    """What a window limit counts at one moment (see the module docstring)."""
+    return current + previous * previous_weight
+
+
+def fits(current: int, previous: int, previous_weight: float, amount: int, limit: int) -> bool:
+    """Whether ``amount`` more stays within ``limit``. Backends evaluate this same inequality
+    (a tiny epsilon absorbs float noise, so an exact fit is never refused by rounding)."""
+    return current + previous * previous_weight + amount <= limit + 1e-9
+
+
+def retry_after_s(current: int, previous: int, amount: int, limit: int, now: float) -> int | None:
+    """Whole seconds until ``amount`` fits under a window limit if nothing else arrives; None
+    when it never can (the request alone is over the limit)."""
+    if amount > limit:
+        return None
+    _window, weight = window_position(now)
+    elapsed = 1.0 - weight
+    if current + amount <= limit:
+        if previous <= 0:
+            return 1
+        # previous * (1 - f) <= limit - current - amount
+        needed = 1.0 - (limit - current - amount) / previous
+        wait = (needed - elapsed) * WINDOW_S
+    else:
+        # Next window: the current count becomes the previous one and decays from full weight.
+        needed = 1.0 - (limit - amount) / current
+        wait = (1.0 - elapsed + needed) * WINDOW_S
+    return max(1, math.ceil(wait - 1e-9))
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a backend answered: admitted, or the first check that did not fit.
+
+    ``used`` holds, per check in order, the count after this request (window limits: the
+    sliding count; concurrency: requests in flight). On a refusal ``failed`` is the index of
+    the check that did not fit, and ``current``/``previous`` its counts then (for a
+    concurrency check ``current`` is the number in flight)."""
+
+    admitted: bool
+    used: tuple[float, ...] = ()
+    failed: int = -1
+    current: int = 0
+    previous: int = 0
+
+
+def refusal_message(check: Check, admission: Admission, weight: float) -> str:
+    """What the 429 says, in the words OpenAI uses for its own rate limits."""
+    rule = check.rule.ref
+    if check.kind == "concurrent":
+        return (
+            f"Rate limit reached for concurrent requests in RateLimit {rule}: "
+            f"Limit {check.limit}, In flight {admission.current}. "
+            "Please try again when a request finishes."
+        )
+    unit = "requests per min (RPM)" if check.kind == "requests" else "tokens per min (TPM)"
+    used = math.ceil(sliding_count(admission.current, admission.previous, weight) - 1e-9)
+    if check.amount > check.limit:
+        return (
+            f"Request too large for {unit} in RateLimit {rule}: Limit {check.limit}, "
+            f"Requested {check.amount}. Lower max_tokens or the prompt."
+        )
+    return (
+        f"Rate limit reached for {unit} in RateLimit {rule}: Limit {check.limit}, "
+        f"Used {used}, Requested {check.amount}."
+    )
