@@ -236,6 +236,16 @@ def test_tampering_with_the_audit_file_is_detected(audited: Audited) -> None:
         tamper.insert(original)
         assert verify(audited).returncode == 0
 
+        tamper.run("UPDATE audit_records SET details = 'not json' WHERE seq = ?", victim)
+        for args in ((), offline):
+            failed = verify(audited, *args)
+            assert failed.returncode == 1, failed.stdout
+            assert f"first bad seq {victim}" in failed.stderr
+            assert "unreadable" in failed.stderr
+            assert f"records checked: {victim}" in failed.stdout
+        tamper.run("DELETE FROM audit_records WHERE seq = ?", victim)
+        tamper.insert(original)
+
         tamper.run("DELETE FROM audit_records WHERE seq = ?", victim)
         for args in ((), offline):
             failed = verify(audited, *args)

@@ -136,7 +136,9 @@ def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
 
 
 FetchPage = Callable[[int], Sequence[AuditRecord]]
-"""Records from a seq on, in seq order; an empty page ends the log."""
+"""Records from a seq on, in seq order; an empty page ends the log. A page stops before an
+unreadable row, and a page that would start with one raises UnreadableRecord, so the verifier
+sees every good record before it."""
 
 
 class _ReadOnly:
@@ -208,7 +210,15 @@ class SqliteAuditFile(PagedLog):
             f"SELECT {RECORD_COLUMNS} FROM audit_records WHERE seq >= ? ORDER BY seq LIMIT ?",
             (start, self._page_size),
         ).fetchall()
-        return [record_from_row(row) for row in rows]
+        records: list[AuditRecord] = []
+        for row in rows:
+            try:
+                records.append(record_from_row(row))
+            except UnreadableRecord:
+                if records:  # hand over the good ones; the next page starts at the bad row
+                    return records
+                raise
+        return records
 
     async def close(self) -> None:
         self._connection.close()

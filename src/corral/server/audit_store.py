@@ -7,7 +7,8 @@ pruned) become one audit event each once the store accepted them: actor, action,
 delete or apply the store refuses (a conflict, an invalid object, a missing one) is recorded as
 ``rejected`` with the reason; refused status writes are not (controllers retry those on every
 optimistic-concurrency conflict, which is bookkeeping, not a decision). Reads and dry runs are
-not audited.
+not audited, and neither are Lease writes: leader election renews its Lease every few seconds,
+which is liveness bookkeeping and would drown the log.
 
 Only names and versions reach the log, never a spec, a diff or status: a Secret's values, which
 this wrapper sees in plain text, cannot leak into the audit details. Recording queues the event
@@ -27,6 +28,8 @@ from corral.store.protocol import ApplyOutcome, HistoryEntry, ListResult, Store,
 
 UNNAMED_ACTOR = "system:unnamed"
 """The actor of a write that named none (controllers writing status, internal bookkeeping)."""
+
+UNAUDITED_KINDS = frozenset({"Lease"})
 
 Record = Callable[[AuditEvent], None]
 
@@ -77,7 +80,11 @@ class AuditingStore:
 
     def __init__(self, inner: Store, record: Record) -> None:
         self._inner = inner
-        self._record = record
+        self._sink = record
+
+    def _record(self, event: AuditEvent) -> None:
+        if event.resource.split("/", 1)[0] not in UNAUDITED_KINDS:
+            self._sink(event)
 
     def __getattr__(self, name: str) -> Any:
         # Backend extras (leader leases, metrics) pass through; writes are the protocol's.
