@@ -1,13 +1,364 @@
 """The rate-limits extension: requests per minute, tokens per minute and concurrent requests per
-RateLimit.
+RateLimit, shared by every gateway process of a deployment.
 
-Being built; until then the extension takes part in nothing.
+In a gateway process it follows RateLimit objects through an informer and compiles them into a
+:class:`~corral.metering.ratelimits.RateLimitSet` snapshot, swapped whole on change; the stage
+reads only the snapshot. A request that no RateLimit applies to costs a dictionary lookup or
+two and no round trip; one that some apply to makes one atomic admission round trip to the
+counters for all of them (``corral.store.ratelimit_counters``), and, after the call, one more
+to free its concurrency slots and correct its token charge to the real usage.
+
+Counters live where every gateway process of the deployment meets: Redis when
+``CORRAL_COUNTERS_URL=redis://…`` is set, else the store's PostgreSQL when the store is
+PostgreSQL, else a SQLite file in the state dir (``ratelimits.db``; also exact for several
+processes on one machine sharing the state dir).
+
+A refused request gets OpenAI's rate-limit answer: 429, ``code: rate_limit_exceeded``,
+``type: requests`` or ``tokens``, ``Retry-After`` in seconds and the ``x-ratelimit-*``
+headers; admitted requests get the ``x-ratelimit-*`` headers of their tightest limits too.
+Refusals are audited. When the counters cannot be reached the request is refused with a 503
+(the limits fail closed).
 """
 
 from __future__ import annotations
 
-from corral.server.extensions import Extension
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter
+
+from corral.api.kinds.ratelimit import RATELIMIT
+from corral.audit import AuditEvent
+from corral.controlplane import Informer, InformerEvent
+from corral.gateway import Call, GatewayError, Handler, Stage
+from corral.identity.principal import workload_namespace
+from corral.metering.budgets import Subject
+from corral.metering.estimate import estimate_prompt_tokens
+from corral.metering.ratelimits import (
+    LEASE_RENEW_S,
+    LEASE_TTL_S,
+    Admission,
+    Check,
+    RateLimitSet,
+    admission_tokens,
+    plan_checks,
+    refusal_message,
+    retry_after_s,
+    window_position,
+)
+from corral.server.config import is_postgres_url
+from corral.server.extensions import Extension, ServerContext
+from corral.server.informer_follow import follow_informers
+from corral.store.ratelimit_counters import open_ratelimit_counters
+
+if TYPE_CHECKING:
+    from corral.store.ratelimit_counters import (
+        PostgresRateLimitCounters,
+        RedisRateLimitCounters,
+        SqliteRateLimitCounters,
+    )
+
+    Counters = PostgresRateLimitCounters | RedisRateLimitCounters | SqliteRateLimitCounters
+
+_log = logging.getLogger(__name__)
+
+COUNTERS_URL_ENV = "CORRAL_COUNTERS_URL"
+SQLITE_FILE = "ratelimits.db"
+_SWEEP_EVERY_S = 60.0
+
+
+def counters_url(context: ServerContext) -> str:
+    """Where this deployment's rate-limit counters live (see the module docstring)."""
+    configured = os.environ.get(COUNTERS_URL_ENV, "").strip()
+    if configured:
+        return configured
+    if is_postgres_url(context.store_url):
+        return context.store_url
+    return f"sqlite:///{context.state_dir / SQLITE_FILE}"
+
+
+def subject_of(call: Call) -> Subject | None:
+    """Whom RateLimits in the Endpoint's namespace may be scoped to for this call.
+
+    The model is the Endpoint's name. The team, key and agent count only when the caller
+    belongs to that namespace (a RateLimit names them by their name in its own namespace);
+    callers with no namespace (user tokens) count by team name."""
+    endpoint = call.endpoint
+    if endpoint is None:
+        return None
+    namespace = endpoint.namespace
+    principal = call.principal
+    team = apikey = agent = None
+    if principal is not None and principal.namespace in (None, namespace):
+        team = principal.team
+        if principal.kind == "team-key":
+            apikey = principal.id.rpartition("/")[2]
+        elif principal.kind == "workload" and workload_namespace(principal.id) == namespace:
+            agent = principal.id.rpartition("/")[2]
+    return Subject(namespace=namespace, team=team, apikey=apikey, model=endpoint.name, agent=agent)
+
+
+class RateLimitFeed:
+    """Keeps ``limits`` equal to the store's RateLimits; run ``start``."""
+
+    def __init__(self, informer: Informer) -> None:
+        self.limits = RateLimitSet()
+        self._informer = informer
+        self._synced = False
+        self._scheduled = False
+        informer.add_handler(self._on_event)
+
+    @property
+    def ready(self) -> bool:
+        return self._synced
+
+    async def start(self, stop: asyncio.Event) -> None:
+        await follow_informers((self._informer,), stop, self._on_synced)
+
+    def _on_synced(self) -> None:
+        self._rebuild()
+        self._synced = True
+
+    def _on_event(self, _event: InformerEvent) -> None:
+        # A burst of events coalesces into one rebuild per loop iteration.
+        if self._scheduled or not self._synced:
+            return
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._rebuild)
+
+    def _rebuild(self) -> None:
+        self._scheduled = False
+        try:
+            self.limits = RateLimitSet.from_objects(self._informer.list())
+        except ValueError as error:
+            # The API validates specs; an object that still fails keeps the last good set.
+            _log.warning("RateLimits not reloaded, the previous ones stay in force: %s", error)
+
+
+class _Headers:
+    """A response hook adding the ``x-ratelimit-*`` headers of the admitted request."""
+
+    rewrites = False
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self._pairs = pairs
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:  # noqa: ARG002
+        headers.extend(self._pairs)
+
+    def chunk(self, data: bytes) -> bytes:
+        return data
+
+    def end(self) -> bytes:
+        return b""
+
+
+def limit_headers(checks: Sequence[Check], used: Sequence[float]) -> list[tuple[bytes, bytes]]:
+    """OpenAI's ``x-ratelimit-limit-*``/``x-ratelimit-remaining-*`` for the tightest request
+    and token limits (the ones with the least room left)."""
+    pairs: list[tuple[bytes, bytes]] = []
+    for kind, suffix in (("requests", b"requests"), ("tokens", b"tokens")):
+        tightest: tuple[int, int] | None = None
+        for check, count in zip(checks, used, strict=True):
+            if check.kind != kind:
+                continue
+            remaining = max(0, math.floor(check.limit - count + 1e-9))
+            if tightest is None or remaining < tightest[1]:
+                tightest = (check.limit, remaining)
+        if tightest is not None:
+            pairs.append((b"x-ratelimit-limit-" + suffix, str(tightest[0]).encode()))
+            pairs.append((b"x-ratelimit-remaining-" + suffix, str(tightest[1]).encode()))
+    return pairs
 
 
 class RateLimitExtension(Extension):
     name = "rate-limits"
+
+    def __init__(self, context: ServerContext) -> None:
+        super().__init__(context)
+        self.counters: Counters | None = None
+        self.feed: RateLimitFeed | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight: dict[str, tuple[str, ...]] = {}  # lease id -> its slot keys
+        self.refusals = Counter(
+            "corral_ratelimit_refusals",
+            "Requests refused by a RateLimit, by limit kind",
+            ["limit"],
+            registry=context.metrics,
+        )
+
+    async def start(self) -> None:
+        if self.context.access is None:
+            return  # not a gateway process: nothing to limit
+        self.counters = await open_ratelimit_counters(counters_url(self.context))
+        self.feed = RateLimitFeed(Informer(self.context.store, RATELIMIT.kind))
+        stop = self.context.stop
+        self._tasks = [
+            asyncio.create_task(self.feed.start(stop)),
+            asyncio.create_task(self._keep_leases(stop)),
+        ]
+
+    @property
+    def ready(self) -> bool:
+        return self.feed is None or self.feed.ready
+
+    def gateway_stages(self) -> Sequence[Stage]:
+        return (self.stage,)
+
+    async def stage(self, call: Call, call_next: Handler) -> None:
+        feed, counters = self.feed, self.counters
+        if feed is None or counters is None or feed.limits.size == 0:
+            return await call_next(call)
+        subject = subject_of(call)
+        rules = feed.limits.applicable(subject) if subject is not None else ()
+        if not rules:
+            return await call_next(call)
+        estimated = 0
+        if any(rule.tokens_per_minute is not None for rule in rules):
+            try:
+                estimated = admission_tokens(call.payload)
+            except ValueError as error:
+                raise GatewayError(400, str(error)) from None
+        checks = plan_checks(rules, estimated)
+        now = time.time()
+        window, weight = window_position(now)
+        slot_keys = tuple(check.key for check in checks if not check.windowed)
+        lease = secrets.token_hex(8) if slot_keys else ""
+        try:
+            answer = await counters.admit(
+                [(c.key, c.windowed, c.limit, c.amount) for c in checks],
+                now=now,
+                window=window,
+                weight=weight,
+                lease_id=lease,
+                lease_expires=now + LEASE_TTL_S,
+            )
+        except Exception as error:
+            _log.warning("rate-limit counters unavailable, refusing: %s", error)
+            raise GatewayError(
+                503,
+                "rate limits cannot be checked right now (counters unavailable)",
+                type="server_error",
+                code="rate_limits_unavailable",
+                headers=[(b"retry-after", b"1")],
+            ) from None
+        if not answer.admitted:
+            admission = Admission(False, (), answer.failed, answer.current, answer.previous)
+            raise self._refuse(call, checks[answer.failed], admission, now, weight)
+        call.response_hooks.append(_Headers(limit_headers(checks, answer.used)))
+        if lease:
+            self._in_flight[lease] = slot_keys
+        try:
+            await call_next(call)
+        finally:
+            if lease:
+                self._in_flight.pop(lease, None)
+            corrections = []
+            if estimated:
+                usage = call.usage
+                actual = 0
+                if usage is not None:
+                    prompt = usage.input_tokens
+                    if prompt is None:  # output was counted: the prompt estimate stands in
+                        prompt = estimate_prompt_tokens(call.payload)
+                    actual = prompt + usage.output_tokens
+                if actual != estimated:
+                    corrections = [
+                        (c.key, window, actual - estimated) for c in checks if c.kind == "tokens"
+                    ]
+            if slot_keys or corrections:
+                try:
+                    await counters.finish(lease, slot_keys, corrections)
+                except Exception as error:
+                    # The leases expire by themselves; a lost correction errs one minute.
+                    _log.warning("rate-limit counters not updated after a request: %s", error)
+
+    def _refuse(
+        self, call: Call, check: Check, admission: Admission, now: float, weight: float
+    ) -> GatewayError:
+        if check.kind == "concurrent":
+            retry: int | None = 1
+        else:
+            retry = retry_after_s(
+                admission.current, admission.previous, check.amount, check.limit, now
+            )
+        headers = [(b"retry-after", str(retry or 60).encode())]
+        if check.kind != "concurrent":
+            used = admission.current + admission.previous * weight
+            suffix = check.kind.encode()
+            headers += [
+                (b"x-ratelimit-limit-" + suffix, str(check.limit).encode()),
+                (
+                    b"x-ratelimit-remaining-" + suffix,
+                    str(max(0, math.floor(check.limit - used + 1e-9))).encode(),
+                ),
+                (b"x-ratelimit-reset-" + suffix, f"{retry or 60}s".encode()),
+            ]
+        self.refusals.labels(check.kind).inc()
+        message = refusal_message(check, admission, weight)
+        if retry is not None and check.kind != "concurrent":
+            message += f" Please try again in {retry}s."
+        audit = self.context.audit
+        if audit is not None:
+            principal, endpoint = call.principal, call.endpoint
+            audit.record(
+                AuditEvent(
+                    actor=f"{principal.kind}:{principal.id}" if principal else "anonymous",
+                    action="rate-limit",
+                    resource=f"RateLimit/{check.rule.ref}",
+                    decision="deny",
+                    policies=(check.rule.ref,),
+                    details={
+                        "limit": check.kind,
+                        "max": check.limit,
+                        "requested": check.amount,
+                        "inFlight" if check.kind == "concurrent" else "current": admission.current,
+                        "endpoint": f"{endpoint.namespace}/{endpoint.name}" if endpoint else None,
+                    },
+                )
+            )
+        return GatewayError(
+            429,
+            message,
+            type="tokens" if check.kind == "tokens" else "requests",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Renew the leases of requests in flight; now and then drop old windows and leases."""
+        counters = self.counters
+        assert counters is not None
+        last_sweep = 0.0
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LEASE_RENEW_S)
+            if stop.is_set():
+                return
+            now = time.time()
+            try:
+                leases = [(key, lease) for lease, keys in self._in_flight.items() for key in keys]
+                if leases:
+                    await counters.renew(leases, now + LEASE_TTL_S)
+                if now - last_sweep >= _SWEEP_EVERY_S:
+                    await counters.sweep(now, window_position(now)[0])
+                    last_sweep = now
+            except Exception as error:
+                _log.warning("rate-limit leases not renewed: %s", error)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self.counters is not None:
+            await self.counters.close()
+            self.counters = None
