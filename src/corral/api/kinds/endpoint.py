@@ -1,10 +1,16 @@
-"""``Endpoint``: the model name clients call, split by weight over Model versions."""
+"""``Endpoint``: the model name clients call, split by weight over Model versions.
+
+``spec.guardrails`` says what the gateway screens on the way in and out (PII, secrets, prompt
+injection, invisible Unicode, classifier Endpoints); it is on by default and compiled by the
+gateway's guardrails extension (``corral.server.guardrails_extension``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corral.api.objects import ResourceStatus
 from corral.api.registry import KindInfo, register_kind
@@ -96,6 +102,117 @@ class RoutingSpec(BaseModel):
         return self
 
 
+GuardrailAction = Literal["block", "redact", "log", "off"]
+TypeAction = Literal["block", "redact", "log"]
+
+GUARDRAIL_FINDING_TYPES: frozenset[str] = frozenset(
+    {
+        "email", "phone", "credit_card", "iban", "us_ssn", "national_id", "ip_address",
+        "api_key", "aws_access_key_id", "aws_secret_access_key", "github_token", "slack_token",
+        "slack_webhook", "google_api_key", "private_key", "jwt", "secret",
+        "instruction_override", "jailbreak_persona", "jailbreak_template",
+        "jailbreak_unrestricted", "system_prompt_exfiltration", "encoded_payload",
+        "roleplay_cue", "policy_cue", "jailbreak_cue", "tag_characters", "bidi_control",
+        "zero_width", "persona_template", "adversarial_suffix",
+    }
+)  # fmt: skip
+"""Finding types ``typeActions`` may name: the guardrail scanners' types (the API cannot import
+the scanners, so a test keeps this list inside ``corral.guardrails.config.KNOWN_TYPES``)."""
+
+
+def _check_type_actions(type_actions: Mapping[str, TypeAction]) -> dict[str, TypeAction]:
+    unknown = sorted(set(type_actions) - GUARDRAIL_FINDING_TYPES)
+    if unknown:
+        raise ValueError(
+            f"unknown finding type(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(GUARDRAIL_FINDING_TYPES))}"
+        )
+    return dict(type_actions)
+
+
+class InputGuardrailsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pii: GuardrailAction = Field(default="redact", description="emails, phones, cards, IBANs...")
+    secrets: GuardrailAction = Field(default="redact", description="API keys, private keys, JWTs")
+    injection: GuardrailAction = Field(
+        default="block", description="prompt-injection and jailbreak heuristics"
+    )
+    unicode: GuardrailAction = Field(default="redact", description="invisible and bidi characters")
+    typeActions: dict[str, TypeAction] = Field(
+        default_factory=dict, description="action per finding type, e.g. {ip_address: log}"
+    )
+    injectionThreshold: float | None = Field(
+        default=None, gt=0, le=10, description="cue weight that makes an attack (default 1.0)"
+    )
+
+    _types = field_validator("typeActions")(_check_type_actions)
+
+
+class OutputGuardrailsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pii: GuardrailAction = "redact"
+    secrets: GuardrailAction = "redact"
+    unicode: GuardrailAction = "redact"
+    typeActions: dict[str, TypeAction] = Field(default_factory=dict)
+
+    _types = field_validator("typeActions")(_check_type_actions)
+
+
+class ClassifierGuardrailSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(
+        min_length=1, description="the classifier Endpoint: 'name' (this namespace) or 'ns/name'"
+    )
+    action: Literal["block", "log"] = "block"
+    on: Literal["input"] = Field(default="input", description="what it judges: the request")
+    systemPrompt: str | None = Field(
+        default=None, min_length=1, max_length=8000, description="the judge prompt"
+    )
+    flagged: list[str] = Field(
+        default_factory=lambda: ["INJECTION", "JAILBREAK", "UNSAFE"], min_length=1
+    )
+    benign: list[str] = Field(default_factory=lambda: ["SAFE", "BENIGN"], min_length=1)
+    maxTokens: int = Field(default=16, ge=1, le=512)
+    timeoutSeconds: float = Field(default=10.0, gt=0, le=120)
+    onError: Literal["block", "allow"] = Field(
+        default="block", description="when the classifier fails: refuse (503) or let it pass"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_name(cls, endpoint: str) -> str:
+        parts = endpoint.split("/")
+        if len(parts) > 2 or not all(parts):
+            raise ValueError(f"{endpoint!r} is not 'name' or 'namespace/name'")
+        return endpoint
+
+    @field_validator("flagged", "benign")
+    @classmethod
+    def _one_word_labels(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if not label.replace("_", "").isalpha():
+                raise ValueError(f"{label!r} is not a one-word label (letters and _)")
+        return labels
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> ClassifierGuardrailSpec:
+        if {x.upper() for x in self.flagged} & {x.upper() for x in self.benign}:
+            raise ValueError("flagged and benign labels must differ")
+        return self
+
+
+class GuardrailsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false turns every scanner off")
+    input: InputGuardrailsSpec = Field(default_factory=InputGuardrailsSpec)
+    output: OutputGuardrailsSpec = Field(default_factory=OutputGuardrailsSpec)
+    classifiers: list[ClassifierGuardrailSpec] = Field(default_factory=list, max_length=4)
+
+
 class EndpointSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -103,6 +220,7 @@ class EndpointSpec(BaseModel):
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     replicas: int = Field(default=1, ge=0, le=64)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    guardrails: GuardrailsSpec = Field(default_factory=GuardrailsSpec)
 
     @model_validator(mode="after")
     def _weights(self) -> EndpointSpec:
