@@ -5,7 +5,8 @@
 reads the ASGI scope itself and answers from pre-composed chains.
 
 Mounting: the app serves ``/v1/models``, ``/v1/models/{id}``, ``/v1/chat/completions``,
-``/v1/completions`` and ``/v1/embeddings`` below its mount point. Mount it at the root (its
+``/v1/completions`` and ``/v1/embeddings`` below its mount point, and its OpenAPI document at
+``/v1/openapi.json`` (no auth). Mount it at the root (its
 own port, or dispatch every ``/v1/`` path to it unchanged). A ``root_path`` set by the server
 or a parent app is stripped first, so under a prefix ``/gw`` it answers ``/gw/v1/...``.
 """
@@ -22,6 +23,7 @@ from corral.gateway.call import Call, Handler, Receive, Scope, Send, Stage, comp
 from corral.gateway.errors import GatewayError, model_not_found
 from corral.gateway.forward import forward
 from corral.gateway.http1 import HttpTransport
+from corral.gateway.openapi import DOCUMENT_JSON, OPENAPI_PATH
 from corral.gateway.routes import RouteSource
 from corral.gateway.stages import Authenticate, authenticate_with, read_json, resolve_endpoint
 from corral.gateway.transport import UpstreamTransport
@@ -54,6 +56,7 @@ class Gateway:
             "/v1/completions": {"POST": inference},
             "/v1/embeddings": {"POST": inference},
             "/v1/models": {"GET": compose([authenticate_stage], _list_models)},
+            OPENAPI_PATH: {"GET": _openapi_document},  # public, like any API description
         }
         self._model_handlers = {"GET": compose([authenticate_stage], _retrieve_model)}
 
@@ -155,6 +158,10 @@ def create_gateway(
 
 async def _list_models(call: Call) -> None:
     await _respond(call, 200, call.routes.models_body)
+
+
+async def _openapi_document(call: Call) -> None:
+    await _respond(call, 200, DOCUMENT_JSON)
 
 
 async def _retrieve_model(call: Call) -> None:
