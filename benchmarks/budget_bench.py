@@ -1,6 +1,6 @@
 """Budget ledger benchmark: reserve+settle pairs per second on each counter backend.
 
-    python benchmarks/budget_bench.py [--quick]
+    python benchmarks/budget_bench.py [--quick] [--fleet-only]
 
 Every pair is what the gateway does per request: reserve the worst case against two budgets
 (a team's token limit and a model's USD limit, both hard) and settle the real cost. Rows:
@@ -14,8 +14,17 @@ flushed" rows open the counters with ``durable=False`` (``synchronous_commit=off
 The second table is the exactness run of tests/metering (its worker, four processes, 400
 concurrent reservations against a hard budget that fits 100 worst cases, each granted one
 settled twice at once): how many were granted, what was spent against the limit, how many
-duplicate settles charged (must be 0), and how long the 400 took. Shared 2-core machine:
-read the ratios.
+duplicate settles charged (must be 0), and how long the 400 took.
+
+The third table is the same through the real gateway (tests/serving/budget_fleet.py): four
+``corral serve --role gateway`` processes on one PostgreSQL store, their budget counters in
+that database or in Redis (``CORRAL_COUNTERS_URL``), 400 concurrent chat requests over HTTP
+from one team's API key against a hard budget that holds 100 worst cases (2,000 tokens; each
+request holds 20 and uses 15), an upstream answering in 50 ms. Columns: the limit, what the
+ledger settled, successes, 429s (every non-200 must be a 429 ``budget_exceeded``), tokens over
+the limit (must be 0), whether the settled spend equals the usage the clients were answered
+(nothing charged twice or missed), and the wall time of the 400. Shared 2-core machine: read
+the ratios.
 """
 
 from __future__ import annotations
@@ -44,9 +53,12 @@ POSTGRES = os.environ.get(
     "CORRAL_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS = os.environ.get("CORRAL_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-WORKER = (
-    Path(__file__).resolve().parent.parent / "tests" / "metering" / "budget_exactness_worker.py"
-)
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+WORKER = TESTS / "metering" / "budget_exactness_worker.py"
+sys.path.insert(0, str(TESTS / "serving"))
+from budget_fleet import FleetOutcome, run_fleet  # noqa: E402
+from budget_upstream import metered_upstream  # noqa: E402
+
 RULES = [
     BudgetRule("bench", "team", "team", "t", "month", True, 10**15, None),
     BudgetRule("bench", "model", "model", "m", "month", True, None, 10**15),
@@ -146,9 +158,71 @@ async def exactness(url: str, name: str) -> dict[str, Any]:
     }
 
 
-async def main(quick: bool) -> None:
+async def fleet(counters: str) -> FleetOutcome:
+    """The gateway run with counters in the store's PostgreSQL or in Redis (a fresh store)."""
+    database = f"corral_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(POSTGRES)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    url = POSTGRES.rsplit("/", 1)[0] + f"/{database}"
+    try:
+        with tempfile.TemporaryDirectory() as root, metered_upstream(delay_s=0.05) as upstream:
+            return await run_fleet(
+                url,
+                upstream.base_url,
+                Path(root),
+                counters_url=REDIS if counters == "redis" else None,
+            )
+    finally:
+        admin = await asyncpg.connect(POSTGRES)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def fleet_table() -> Table:
+    table = Table(
+        title="through the gateway: 4 gateway processes, 400 concurrent requests, "
+        "hard budget fits 100"
+    )
+    columns = (
+        "counters",
+        "limit",
+        "settled",
+        "successes",
+        "429s",
+        "over limit",
+        "settled = answered",
+        "seconds",
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column != "counters" else "left")
+    for counters in ("postgres", "redis"):
+        run = await fleet(counters)
+        not_429 = [r for r in run.refusals if (r[0], r[1]) != (429, "budget_exceeded")]
+        assert not not_429, f"{counters}: answers other than 429 budget_exceeded: {not_429[:3]}"
+        table.add_row(
+            counters,
+            f"{run.limit:,}",
+            f"{run.spent:,}",
+            str(run.successes),
+            str(len(run.refusals)),
+            str(run.over_limit),
+            "yes" if run.spent == run.answered_tokens and run.held == 0 else "NO",
+            f"{run.seconds:.2f}",
+        )
+    return table
+
+
+async def main(quick: bool, fleet_only: bool) -> None:
+    console = Console(width=120)
+    if fleet_only:
+        console.print(await fleet_table())
+        return
     pairs = 300 if quick else 3000
-    console = Console()
     speed = Table(title=f"reserve + settle against 2 hard budgets ({pairs} pairs per row)")
     for column in ("backend", "in flight", "pairs/s", "reserve µs p50", "settle µs p50"):
         speed.add_column(column, justify="right" if column != "backend" else "left")
@@ -192,9 +266,14 @@ async def main(quick: bool) -> None:
                 await drop(backend, url, name + "_x")
     console.print(speed)
     console.print(exact)
+    console.print(await fleet_table())
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer pairs per row")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument(
+        "--fleet-only", action="store_true", help="only the run through 4 gateway processes"
+    )
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.quick, arguments.fleet_only))
