@@ -279,7 +279,7 @@ class PostgresRateLimitCounters:
 
     @classmethod
     async def open(
-        cls, url: str, *, name: str = "corral_ratelimit", pool_size: int = 4
+        cls, url: str, *, name: str = "corral_ratelimit", pool_size: int = 3
     ) -> PostgresRateLimitCounters:
         name = _check_name(name)
         # Counters are about the last two minutes: no need to wait for the WAL flush.
