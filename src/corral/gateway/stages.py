@@ -1,19 +1,28 @@
 """The checks every request passes before it is forwarded: who calls, what they sent, to where.
 
 ``authenticate_with`` runs first so an unauthenticated caller never costs a body read; ``read_json``
-enforces the body limit (Content-Length first, then counting while reading) and parses with
-orjson; ``resolve_endpoint`` turns the ``model`` field into a route from the request's snapshot.
+enforces the body limit (Content-Length first, then counting while reading) and a deadline for
+the whole body (a client that trickles it gets a 408 instead of holding the request open
+forever), and parses with orjson; ``resolve_endpoint`` turns the ``model`` field into a route
+from the request's snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from corral.gateway.call import Call, Handler, Message, Stage
-from corral.gateway.errors import bad_request, model_not_found, payload_too_large, unauthorized
+from corral.gateway.errors import (
+    GatewayError,
+    bad_request,
+    model_not_found,
+    payload_too_large,
+    unauthorized,
+)
 from corral.identity import Principal
 
 Authenticate = Callable[[str | None], "Principal | bool | None"]
@@ -47,11 +56,25 @@ def authenticate_with(check: Authenticate) -> Stage:
     return authenticate_stage
 
 
-def read_json(max_body_bytes: int) -> Stage:
-    """Read the body (at most ``max_body_bytes``) and parse it as a JSON object with a model."""
+BODY_READ_TIMEOUT_S = 30.0
+"""The whole request body must arrive within this long after the stage starts reading it."""
+
+
+def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_S) -> Stage:
+    """Read the body (at most ``max_body_bytes``, within ``body_timeout_s``) and parse it as a
+    JSON object with a model."""
 
     async def read_json_stage(call: Call, call_next: Handler) -> None:
-        call.body = await _read_body(call, max_body_bytes)
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                call.body = await _read_body(call, max_body_bytes)
+        except TimeoutError:
+            raise GatewayError(
+                408,
+                f"the request body did not arrive within {body_timeout_s:g} seconds",
+                code="request_timeout",
+                headers=[(b"connection", b"close")],
+            ) from None
         payload = _parse_object(call.body)
         model = payload.get("model")
         if model is None:
