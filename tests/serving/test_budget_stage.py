@@ -20,9 +20,9 @@ from corral.audit import AuditEvent
 from corral.gateway import Call, GatewayError, RouteTable
 from corral.gateway.routes import compile_endpoint
 from corral.identity import Principal
-from corral.metering import BudgetLedger, BudgetRule
+from corral.metering import BudgetLedger, BudgetRule, Subject
 from corral.observability import UsageReport
-from corral.server.budget_snapshot import BudgetSnapshot, compile_snapshot
+from corral.server.budget_snapshot import BudgetSnapshot, caller_subjects, compile_snapshot
 from corral.server.budget_stage import DEFAULT_MAX_OUTPUT_TOKENS, BudgetGate
 from corral.store.budget_ledger import SqliteBudgetCounters
 
@@ -350,3 +350,22 @@ async def test_an_unreachable_ledger_refuses_hard_budgets_and_lets_soft_ones_pas
 def test_budget_rules_compile_from_objects() -> None:
     snapshot = compile_snapshot([budget("b", "team", "ops")], [], [])
     assert snapshot.rules == (BudgetRule("default", "b", "team", "ops", "month", True, 1000, None),)
+
+
+def test_workloads_are_budgeted_as_their_team_and_as_agents() -> None:
+    agent = Principal(
+        kind="workload",
+        id="spiffe://corral.local/ns/research/agent/summariser",
+        team="research/analysts",
+        namespace="research",
+    )
+    assert caller_subjects(agent) == [
+        Subject("research", team="analysts"),
+        Subject("research", agent="summariser"),
+    ]
+    user = Principal(kind="user", id="alice", team="ops")  # no namespace: no team budget
+    assert caller_subjects(user) == []
+    assert caller_subjects(KEY) == [
+        Subject("default", team="ops"),
+        Subject("default", apikey="ci-key"),
+    ]
