@@ -1,0 +1,214 @@
+"""The rate-limit stage on its own: whom a call counts for, no round trip when no RateLimit
+applies, audited refusals, headers on admitted answers, corrections after the call and a 503
+when the counters are down. Real SQLite counters; the call and the inner stages are doubles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from corral.audit import AuditEvent
+from corral.gateway import Call, GatewayError
+from corral.gateway.routes import RouteTable
+from corral.identity import Principal
+from corral.metering.ratelimits import RateLimitRule, RateLimitSet
+from corral.observability import UsageReport
+from corral.server.config import ServerConfig
+from corral.server.extensions import ServerContext
+from corral.server.ratelimit_extension import (
+    COUNTERS_URL_ENV,
+    RateLimitExtension,
+    counters_url,
+    subject_of,
+)
+from corral.store.ratelimit_counters import SqliteRateLimitCounters
+
+SEARCH_KEY = Principal("team-key", "default/search-key", team="search", namespace="default")
+HELLO = {"model": "chat", "messages": [{"role": "user", "content": "Say hello."}]}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
+class CountingCounters(SqliteRateLimitCounters):
+    admits = 0
+    finishes = 0
+
+    async def admit(self, *args: Any, **kwargs: Any) -> Any:
+        self.admits += 1
+        return await super().admit(*args, **kwargs)
+
+    async def finish(self, *args: Any, **kwargs: Any) -> None:
+        self.finishes += 1
+        await super().finish(*args, **kwargs)
+
+
+def make_call(principal: Principal | None, payload: dict[str, Any], endpoint: str = "chat") -> Call:
+    call = Call(
+        {"type": "http", "headers": []}, _never, _never, "/v1/chat/completions", RouteTable()
+    )
+    call.principal = principal
+    call.payload = payload
+    call.endpoint = SimpleNamespace(namespace="default", name=endpoint)  # type: ignore[assignment]
+    return call
+
+
+async def _never(*_args: Any) -> Any:
+    raise AssertionError("the stage under test must not touch the connection")
+
+
+@pytest.fixture
+def extension(tmp_path: Path) -> RateLimitExtension:
+    context = ServerContext(
+        config=ServerConfig(state_dir=tmp_path),
+        state_dir=tmp_path,
+        store=None,  # type: ignore[arg-type]
+        store_url=f"sqlite:///{tmp_path / 'corral.db'}",
+        stop=asyncio.Event(),
+    )
+    context.audit = Sink()
+    made = RateLimitExtension(context)
+    made.counters = CountingCounters(str(tmp_path / "rl.db"))
+    return made
+
+
+def use_rules(extension: RateLimitExtension, *rules: RateLimitRule) -> None:
+    extension.feed = SimpleNamespace(limits=RateLimitSet(rules))  # type: ignore[assignment]
+
+
+def answered(usage: UsageReport | None) -> Any:
+    async def call_next(call: Call) -> None:
+        call.upstream_status = 200
+        call.usage = usage
+
+    return call_next
+
+
+def test_whom_a_call_counts_for() -> None:
+    subject = subject_of(make_call(SEARCH_KEY, HELLO))
+    assert subject is not None
+    assert (subject.team, subject.apikey, subject.model, subject.agent) == (
+        "search",
+        "search-key",
+        "chat",
+        None,
+    )
+    bot = Principal(
+        "workload", "spiffe://corral.local/ns/default/agent/bot", team="ads", namespace="default"
+    )
+    subject = subject_of(make_call(bot, HELLO))
+    assert subject is not None
+    assert (subject.team, subject.apikey, subject.agent) == ("ads", None, "bot")
+    # The admin (team admin in corral-system) counts only by the Endpoint it calls here.
+    admin = Principal("user", "admin", team="admin", namespace="corral-system")
+    subject = subject_of(make_call(admin, HELLO))
+    assert subject is not None
+    assert (subject.team, subject.model) == (None, "chat")
+    call = make_call(SEARCH_KEY, HELLO)
+    call.endpoint = None
+    assert subject_of(call) is None
+
+
+async def test_no_round_trip_when_no_rate_limit_applies(extension: RateLimitExtension) -> None:
+    counters = extension.counters
+    assert isinstance(counters, CountingCounters)
+    use_rules(extension)
+    await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    use_rules(extension, RateLimitRule("default", "other", "model", "embed", 1, None, None))
+    call = make_call(SEARCH_KEY, HELLO)
+    await extension.stage(call, answered(None))
+    assert (counters.admits, counters.finishes) == (0, 0)
+    assert call.response_hooks == []
+
+
+async def test_admitted_calls_carry_headers_and_refusals_are_audited(
+    extension: RateLimitExtension,
+) -> None:
+    use_rules(extension, RateLimitRule("default", "two", "team", "search", 2, None, None))
+    for left in (b"1", b"0"):
+        call = make_call(SEARCH_KEY, HELLO)
+        await extension.stage(call, answered(UsageReport(3, 3, True)))
+        (hook,) = call.response_hooks
+        headers: list[tuple[bytes, bytes]] = []
+        hook.start(200, headers)
+        assert headers == [
+            (b"x-ratelimit-limit-requests", b"2"),
+            (b"x-ratelimit-remaining-requests", left),
+        ]
+        assert hook.chunk(b"data") == b"data"
+        assert hook.end() == b""
+    with pytest.raises(GatewayError) as refused:
+        await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    error = refused.value
+    assert (error.status, error.type, error.code) == (429, "requests", "rate_limit_exceeded")
+    names = [name for name, _ in error.headers]
+    assert names[:3] == [
+        b"retry-after",
+        b"x-ratelimit-limit-requests",
+        b"x-ratelimit-remaining-requests",
+    ]
+    sink = extension.context.audit
+    assert isinstance(sink, Sink)
+    (event,) = sink.events
+    assert (event.actor, event.action, event.resource, event.decision) == (
+        "team-key:default/search-key",
+        "rate-limit",
+        "RateLimit/default/two",
+        "deny",
+    )
+    assert event.details["limit"] == "requests"
+    assert extension.refusals.labels("requests")._value.get() == 1
+
+
+async def test_the_token_charge_is_corrected_to_the_real_usage(
+    extension: RateLimitExtension,
+) -> None:
+    use_rules(extension, RateLimitRule("default", "tpm", "model", "chat", None, 100, None))
+    big = {**HELLO, "max_tokens": 60}  # 70 estimated
+    await extension.stage(make_call(SEARCH_KEY, big), answered(UsageReport(3, 3, True)))
+    await extension.stage(make_call(SEARCH_KEY, big), answered(UsageReport(None, 4, False)))
+    # 6 + (10 estimated prompt + 4 counted) = 20 used: 80 more fit, 81 do not.
+    with pytest.raises(GatewayError) as refused:
+        await extension.stage(make_call(SEARCH_KEY, {**HELLO, "max_tokens": 71}), answered(None))
+    assert refused.value.type == "tokens"
+    # A request that never reached an upstream (no usage) gives its whole estimate back, so
+    # the same 80 fit again and again.
+    for _ in range(3):
+        await extension.stage(make_call(SEARCH_KEY, {**HELLO, "max_tokens": 70}), answered(None))
+    with pytest.raises(GatewayError):
+        await extension.stage(make_call(SEARCH_KEY, {**HELLO, "max_tokens": 71}), answered(None))
+
+
+async def test_a_bad_max_tokens_is_a_400_and_down_counters_a_503(
+    extension: RateLimitExtension,
+) -> None:
+    use_rules(extension, RateLimitRule("default", "tpm", "model", "chat", 5, 100, 1))
+    with pytest.raises(GatewayError) as bad:
+        await extension.stage(make_call(SEARCH_KEY, {**HELLO, "max_tokens": "x"}), answered(None))
+    assert bad.value.status == 400
+    assert extension.counters is not None
+    await extension.counters.close()
+    with pytest.raises(GatewayError) as down:
+        await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    assert (down.value.status, down.value.code) == (503, "rate_limits_unavailable")
+    extension.counters = None
+
+
+def test_where_the_counters_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    context = SimpleNamespace(state_dir=tmp_path, store_url="sqlite:///x.db")
+    monkeypatch.delenv(COUNTERS_URL_ENV, raising=False)
+    assert counters_url(context) == f"sqlite:///{tmp_path / 'ratelimits.db'}"  # type: ignore[arg-type]
+    context.store_url = "postgresql://db/corral"
+    assert counters_url(context) == "postgresql://db/corral"  # type: ignore[arg-type]
+    monkeypatch.setenv(COUNTERS_URL_ENV, "redis://127.0.0.1:6379/0")
+    assert counters_url(context) == "redis://127.0.0.1:6379/0"  # type: ignore[arg-type]
