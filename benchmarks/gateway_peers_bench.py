@@ -251,15 +251,23 @@ def report(direct: Target, targets: list[Target], header: str) -> None:
     corral = by_label.get(CORRAL_LABEL)
     if corral is None:
         return
-    saturation = statistics.median(corral.saturation)
-    print("\ngoals, corral with governance:")
+    for peer in (by_label.get(RAW_LABEL), by_label.get(LITELLM_LABEL)):
+        if peer is not None:
+            ratios = [a / b for a, b in zip(corral.saturation, peer.saturation, strict=True)]
+            shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+            print(f"saturation corral / {peer.label}, per run: {shown}")
+    print("\ngoals, corral with governance (saturation ratios: median of the per-run ratios):")
     raw = by_label.get(RAW_LABEL)
     if raw is not None:
-        share = saturation / statistics.median(raw.saturation)
+        share = statistics.median(
+            a / b for a, b in zip(corral.saturation, raw.saturation, strict=True)
+        )
         goal_line("saturation, corral / bare raw-ASGI", f"{share:.0%}", ">= 40%", share >= 0.40)
     litellm = by_label.get(LITELLM_LABEL)
     if litellm is not None:
-        times = saturation / statistics.median(litellm.saturation)
+        times = statistics.median(
+            a / b for a, b in zip(corral.saturation, litellm.saturation, strict=True)
+        )
         goal_line("saturation, corral / LiteLLM", f"{times:.1f}x", ">= 25x", times >= 25)
     if 300 in corral.rates:
         p50, p99 = added(corral, 300, 0.5, direct), added(corral, 300, 0.99, direct)
@@ -273,6 +281,7 @@ def goal_line(what: str, value: str, goal: str, met: bool) -> None:
     print(f"  {what:36}{value:>10}   goal {goal:10} {'met' if met else 'NOT MET'}")
 
 
+BUSY_LOAD = 2.5
 RAW_LABEL = "bare raw-ASGI pass-through (uvicorn+httptools+uvloop)"
 AIOHTTP_LABEL = "bare aiohttp pass-through"
 LITELLM_LABEL = "LiteLLM proxy, 1 worker, master key, no DB"
@@ -366,9 +375,13 @@ def main() -> None:
         }
         print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         print(f"governance probes (corral):\n{governance}", flush=True)
+        loads = [os.getloadavg()[0]]
         for index in range(args.runs):
-            print(f"run {index + 1}/{args.runs}", flush=True)
+            print(
+                f"run {index + 1}/{args.runs} (load average {os.getloadavg()[0]:.2f})", flush=True
+            )
             run_round(direct, targets, args, layout.load)
+            loads.append(os.getloadavg()[0])
         where = (
             f"servers under test on CPU {layout.server}, nginx + load on CPU {layout.load}"
             if layout.pinned
@@ -377,8 +390,15 @@ def main() -> None:
         header = (
             f"{args.runs} run(s), medians; {where}; saturation: wrk -t1 -c{args.connections} "
             f"{args.wrk_seconds}s non-streamed; latency: open loop {args.seconds}s per rate, "
-            f"measured from the scheduled send; streams: open loop {args.stream_seconds}s"
+            f"measured from the scheduled send; streams: open loop {args.stream_seconds}s; "
+            f"1-min load average {min(loads):.2f}..{max(loads):.2f}"
         )
+        if max(loads) > BUSY_LOAD:
+            header += (
+                f"\nWARNING: the machine was busy (load average up to {max(loads):.1f} on "
+                f"{os.cpu_count()} CPUs; this benchmark alone makes ~1.5-2): absolute figures "
+                "are inflated, compare the per-run ratios"
+            )
         report(direct, targets, header)
     finally:
         for stop in reversed(stops):
