@@ -74,6 +74,7 @@ class EndpointRoute:
     # content-type, plus the upstream's Authorization when it needs a key: kept out of repr.
     upstream_headers: tuple[tuple[bytes, bytes], ...] = field(default=(_JSON,), repr=False)
     policy: RoutingPolicy = DEFAULT_POLICY
+    runtime: str = "llamacpp"  # spec.runtime.type: what serves it (telemetry's provider name)
 
 
 class RouteTable:
@@ -207,6 +208,7 @@ def compile_endpoint(obj: Object, api_keys: Mapping[str, str] | None = None) -> 
         ),
         upstream_headers=headers,
         policy=policy,
+        runtime=str(runtime.get("type") or "llamacpp"),
     )
 
 

@@ -16,9 +16,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -118,44 +116,18 @@ class Recorder:
         tracer = self._pipeline.tracer
         assert tracer is not None  # checked by _record
         record = call.record
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": record.operation,
-            "gen_ai.provider.name": record.provider,
-            "gen_ai.system": record.provider,  # the pre-1.37 name, still what many backends read
-            "gen_ai.request.model": record.request_model,
-            "corral.endpoint": record.endpoint,
-            "corral.team": record.team,
-            "corral.stream": record.stream,
-            "http.response.status_code": record.status,
-        }
-        optional = (
-            ("server.address", record.server_address),
-            ("gen_ai.request.max_tokens", record.max_tokens),
-            ("gen_ai.request.temperature", record.temperature),
-            ("gen_ai.response.model", record.response_model),
-            ("gen_ai.usage.input_tokens", record.input_tokens),
-            ("gen_ai.usage.output_tokens", record.output_tokens),
-            ("corral.policy", record.policy),
-            ("corral.cost_usd", record.cost_usd),
-            ("gen_ai.input.messages", record.input_content),
-            ("gen_ai.output.messages", _output_messages(record)),
-        )
-        for key, value in optional:
-            if value is not None:
-                attributes[key] = value
-        if record.finish_reasons:
-            attributes["gen_ai.response.finish_reasons"] = record.finish_reasons
-        if record.failed:
-            attributes["error.type"] = _error_type(record)
+        attributes = record.span_attributes()
         if call.root:
             self._pipeline.trace_ids.preset = int(record.trace_id, 16)
         span = tracer.start_span(
-            f"{record.operation} {record.request_model}",
+            record.span_name,
             context=call.parent,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             start_time=call.start_wall_ns,
         )
+        for name, at_s in record.span_events():
+            span.add_event(name, timestamp=int(at_s * 1e9))
         if record.failed:
             span.set_status(Status(StatusCode.ERROR, record.error))
         span.end(end_time=call.start_wall_ns + call.duration_ns)
@@ -173,7 +145,7 @@ class Recorder:
         if record.server_address is not None:
             attributes["server.address"] = record.server_address
         if record.failed:
-            attributes["error.type"] = _error_type(record)
+            attributes["error.type"] = record.error_type
         pipeline.operation_duration.record(record.duration_s, attributes)
         ttfc = record.time_to_first_chunk_s
         if ttfc is not None and pipeline.time_to_first_chunk is not None:
@@ -182,19 +154,3 @@ class Recorder:
             for kind, tokens in (("input", record.input_tokens), ("output", record.output_tokens)):
                 if tokens is not None:
                     pipeline.token_usage.record(tokens, {**attributes, "gen_ai.token.type": kind})
-
-
-def _error_type(record: TraceRecord) -> str:
-    return record.error or str(record.status)
-
-
-def _output_messages(record: TraceRecord) -> str | None:
-    if record.output_content is None:
-        return None
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "parts": [{"type": "text", "content": record.output_content}],
-    }
-    if record.finish_reasons:
-        message["finish_reason"] = record.finish_reasons[0]
-    return orjson.dumps([message]).decode()

@@ -22,7 +22,12 @@ class GatewayMetrics:
     """Requests, tokens, cost, budgets, guardrail events, latency and time to first chunk."""
 
     def __init__(
-        self, registry: CollectorRegistry, *, max_label_values: int = 64, prefix: str = "corral"
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_label_values: int = 64,
+        prefix: str = "corral",
+        governance_metrics: bool = True,
     ) -> None:
         self.endpoint_label = BoundedLabel(max_label_values)
         self.team_label = BoundedLabel(max_label_values)
@@ -49,18 +54,22 @@ class GatewayMetrics:
             ("endpoint", "team"),
             registry=registry,
         )
-        self.budget_remaining = Gauge(
-            f"{prefix}_budget_remaining_usd",
-            "What is left of a budget in its current period, in US dollars.",
-            ("budget", "team"),
-            registry=registry,
-        )
-        self.guardrail_events = Counter(
-            f"{prefix}_guardrail_events",
-            "Guardrail findings, by guardrail and the action taken.",
-            ("endpoint", "team", "guardrail", "action"),
-            registry=registry,
-        )
+        # Off when the budget and guardrail pieces register their own series on the registry.
+        self.budget_remaining: Gauge | None = None
+        self.guardrail_events: Counter | None = None
+        if governance_metrics:
+            self.budget_remaining = Gauge(
+                f"{prefix}_budget_remaining_usd",
+                "What is left of a budget in its current period, in US dollars.",
+                ("budget", "team"),
+                registry=registry,
+            )
+            self.guardrail_events = Counter(
+                f"{prefix}_guardrail_events",
+                "Guardrail findings, by guardrail and the action taken.",
+                ("endpoint", "team", "guardrail", "action"),
+                registry=registry,
+            )
         self.latency = Histogram(
             f"{prefix}_gateway_request_duration_seconds",
             "Time from request start to the last byte of the response.",
@@ -106,6 +115,8 @@ class GatewayMetrics:
             cost.inc(cost_usd)
 
     def guardrail_event(self, endpoint: str, team: str, guardrail: str, action: str) -> None:
+        if self.guardrail_events is None:
+            return
         self.guardrail_events.labels(
             self.endpoint_label(endpoint),
             self.team_label(team),
@@ -114,6 +125,8 @@ class GatewayMetrics:
         ).inc()
 
     def set_budget_remaining(self, budget: str, team: str, remaining_usd: float) -> None:
+        if self.budget_remaining is None:
+            return
         self.budget_remaining.labels(self._budget_label(budget), self.team_label(team)).set(
             remaining_usd
         )

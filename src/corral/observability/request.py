@@ -100,6 +100,7 @@ class RequestTelemetry:
         "_parent",
         "_policy",
         "_response_model",
+        "_server_address",
         "_start_ns",
         "_start_wall_ns",
         "_telemetry",
@@ -118,6 +119,7 @@ class RequestTelemetry:
         self._finish_reasons: tuple[str, ...] = ()
         self._cost_usd: float | None = None
         self._policy = info.policy
+        self._server_address = info.server_address
         self._output_parts: list[str] | None = [] if telemetry.config.capture_content else None
         self._output_chars = 0
         # Only worth reading when spans are built: the span's parent, e.g. an ASGI server span.
@@ -147,6 +149,10 @@ class RequestTelemetry:
 
     def set_policy(self, name: str) -> None:
         self._policy = name
+
+    def server(self, address: str) -> None:
+        """The upstream host that answered, once known (``server.address``)."""
+        self._server_address = address
 
     def output_text(self, text: str) -> None:
         """Generated text for content capture; ignored unless capture is on."""
@@ -198,7 +204,7 @@ class RequestTelemetry:
             provider=info.provider,
             request_model=info.request_model,
             response_model=self._response_model,
-            server_address=info.server_address,
+            server_address=self._server_address,
             stream=info.stream,
             max_tokens=info.max_tokens,
             temperature=info.temperature,

@@ -2,16 +2,18 @@
 
 Written only by the recorder thread, in one transaction per drained batch (group commit: one
 fsync for hundreds of rows), never from the request path. The table keeps the newest
-``max_rows`` rows; queries take the same filters as ``TraceStore.query`` and run on an index
-over the start time. The whole record is stored as JSON beside the filter columns, so adding a
-field to ``TraceRecord`` needs no migration.
+``max_rows`` rows, and with ``max_age_s`` only those that started within that many seconds;
+queries take the same filters as ``TraceStore.query`` and run on an index over the start
+time. The whole record is stored as JSON beside the filter columns, so adding a field to
+``TraceRecord`` needs no migration.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,22 @@ CREATE INDEX IF NOT EXISTS traces_trace_id ON traces (trace_id);
 class SqliteTraceStore:
     """Trace records in an SQLite file (WAL), pruned to the newest ``max_rows``."""
 
-    def __init__(self, path: str | Path, *, max_rows: int = 100_000) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_rows: int = 100_000,
+        max_age_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
             raise ValueError(f"trace database max_rows must be an integer >= 1, got {max_rows!r}")
+        if max_age_s is not None and not max_age_s > 0:
+            raise ValueError(f"trace database max_age_s must be > 0, got {max_age_s!r}")
         self.path = Path(path)
         self._max_rows = max_rows
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -83,6 +96,11 @@ class SqliteTraceStore:
                     "DELETE FROM traces WHERE seq <= (SELECT max(seq) FROM traces) - ?",
                     (self._max_rows,),
                 )
+                if self._max_age_s is not None:
+                    self._db.execute(
+                        "DELETE FROM traces WHERE started_at < ?",
+                        (self._clock() - self._max_age_s,),
+                    )
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise

@@ -30,7 +30,8 @@ class Telemetry:
 
     ``span_exporter`` and ``metric_reader`` replace the OTLP ones (tests pass the SDK's
     in-memory exporter and reader); without them and without ``config.otlp_endpoint`` no span
-    is built at all.
+    is built at all. ``governance_metrics=False`` leaves the budget and guardrail metrics to the
+    pieces that own them (the server's budget and guardrail extensions register their own).
     """
 
     def __init__(
@@ -40,11 +41,16 @@ class Telemetry:
         registry: CollectorRegistry | None = None,
         span_exporter: SpanExporter | None = None,
         metric_reader: MetricReader | None = None,
+        governance_metrics: bool = True,
     ) -> None:
         self.config = config or TelemetryConfig()
         self.store = TraceStore(self.config.trace_store_capacity)
         self.metrics = (
-            GatewayMetrics(registry, max_label_values=self.config.max_label_values)
+            GatewayMetrics(
+                registry,
+                max_label_values=self.config.max_label_values,
+                governance_metrics=governance_metrics,
+            )
             if registry is not None
             else None
         )
@@ -52,7 +58,11 @@ class Telemetry:
         self.model_label = BoundedLabel(self.config.max_label_values)
         self.otel = OtelPipeline(self.config, span_exporter, metric_reader)
         self.persisted = (
-            SqliteTraceStore(self.config.trace_db_path, max_rows=self.config.trace_db_max_rows)
+            SqliteTraceStore(
+                self.config.trace_db_path,
+                max_rows=self.config.trace_db_max_rows,
+                max_age_s=self.config.trace_db_max_age_s,
+            )
             if self.config.trace_db_path is not None
             else None
         )

@@ -12,6 +12,10 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import orjson
+
+FIRST_CHUNK_EVENT = "gen_ai.first_chunk"
+
 
 class TraceRecord(NamedTuple):
     """One finished request, with the same facts its span carries.
@@ -49,10 +53,71 @@ class TraceRecord(NamedTuple):
     def failed(self) -> bool:
         return self.error is not None or self.status >= 400
 
+    @property
+    def error_type(self) -> str:
+        """``error.type`` in the GenAI conventions: the error code, else the HTTP status."""
+        return self.error or str(self.status)
+
+    @property
+    def span_name(self) -> str:
+        """``{gen_ai.operation.name} {gen_ai.request.model}``, as the GenAI conventions name it."""
+        return f"{self.operation} {self.request_model}"
+
+    def span_attributes(self) -> dict[str, Any]:
+        """The attributes of this request's span (GenAI semantic conventions, plus corral's)."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": self.operation,
+            "gen_ai.provider.name": self.provider,
+            "gen_ai.system": self.provider,  # the pre-1.37 name, still what many backends read
+            "gen_ai.request.model": self.request_model,
+            "corral.endpoint": self.endpoint,
+            "corral.team": self.team,
+            "corral.stream": self.stream,
+            "http.response.status_code": self.status,
+        }
+        optional = (
+            ("server.address", self.server_address),
+            ("gen_ai.request.max_tokens", self.max_tokens),
+            ("gen_ai.request.temperature", self.temperature),
+            ("gen_ai.response.model", self.response_model),
+            ("gen_ai.usage.input_tokens", self.input_tokens),
+            ("gen_ai.usage.output_tokens", self.output_tokens),
+            ("corral.policy", self.policy),
+            ("corral.cost_usd", self.cost_usd),
+            ("corral.time_to_first_chunk_s", self.time_to_first_chunk_s),
+            ("gen_ai.input.messages", self.input_content),
+            ("gen_ai.output.messages", self._output_messages()),
+        )
+        for key, value in optional:
+            if value is not None:
+                attributes[key] = value
+        if self.finish_reasons:
+            attributes["gen_ai.response.finish_reasons"] = self.finish_reasons
+        if self.failed:
+            attributes["error.type"] = self.error_type
+        return attributes
+
+    def span_events(self) -> list[tuple[str, float]]:
+        """``(name, epoch seconds)`` of what happened inside the span: the first chunk's arrival."""
+        if self.time_to_first_chunk_s is None:
+            return []
+        return [(FIRST_CHUNK_EVENT, self.started_at + self.time_to_first_chunk_s)]
+
     def to_dict(self) -> dict[str, Any]:
         record = self._asdict()
         record["finish_reasons"] = list(self.finish_reasons)
         return record
+
+    def _output_messages(self) -> str | None:
+        if self.output_content is None:
+            return None
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": self.output_content}],
+        }
+        if self.finish_reasons:
+            message["finish_reason"] = self.finish_reasons[0]
+        return orjson.dumps([message]).decode()
 
 
 class TraceStore:
