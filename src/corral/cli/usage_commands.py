@@ -97,7 +97,8 @@ def _get(remote: Remote, path: str, params: dict[str, str]) -> dict[str, Any]:
     import httpx
     import orjson
 
-    from corral.api.errors import error_from_status
+    from corral.api.errors import ApiError, error_from_status
+    from corral.client.errors import ServerUnreachable
 
     connection = remote.connection()
     headers = {"Authorization": f"Bearer {connection.token}"} if connection.token else {}
@@ -105,17 +106,17 @@ def _get(remote: Remote, path: str, params: dict[str, str]) -> dict[str, Any]:
     try:
         response = httpx.get(url, params=params, headers=headers, timeout=30)
     except httpx.HTTPError as error:
-        raise click.ClickException(f"cannot reach corral at {connection.url}: {error}") from None
+        raise ServerUnreachable(
+            f"cannot reach corral at {connection.url}: is `corral up` running? ({error})"
+        ) from None
     try:
         answer = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         answer = None
     if response.status_code >= 400:
         if isinstance(answer, dict) and answer.get("kind") == "Status":
-            raise click.ClickException(str(error_from_status(answer, response.status_code)))
-        raise click.ClickException(
-            f"GET {path}: HTTP {response.status_code}: {response.text[:200]}"
-        )
+            raise error_from_status(answer, response.status_code)
+        raise ApiError(f"GET {path}: HTTP {response.status_code}: {response.text[:200]}")
     if not isinstance(answer, dict):
-        raise click.ClickException(f"GET {path}: expected a JSON object from the server")
+        raise ApiError(f"GET {path}: expected a JSON object from the server")
     return answer
