@@ -159,6 +159,19 @@ def test_a_team_key_spends_its_hard_budget_then_gets_429(
     assert held == 0
     wait_for_gauge(server, "ops-daily", LIMIT - spent)
 
+    listed = server.api().get("/corral/v1/budgets", params={"namespace": "default"})
+    assert listed.status_code == 200, listed.text
+    (shown,) = [item for item in listed.json()["items"] if item["name"] == "ops-daily"]
+    assert shown["scope"] == {"kind": "team", "name": "ops"}
+    assert (shown["period"], shown["mode"], shown["usd"]) == ("day", "hard", None)
+    assert shown["tokens"] == {
+        "limit": LIMIT,
+        "spent": spent,
+        "held": 0,
+        "remaining": LIMIT - spent,
+    }
+    assert shown["resetsAt"].endswith("T00:00:00Z")
+
     refusals = server.api().get("/metrics").text
     assert 'corral_budget_refusals_total{budget="default/ops-daily"} 1.0' in refusals
     server.delete("budgets", "ops-daily")

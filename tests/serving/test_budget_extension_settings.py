@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from corral.server.budget_extension import BudgetExtension, counters_url
-from corral.server.config import APISERVER, GATEWAY, ServerConfig
+from corral.server.config import CONTROLLERS, GATEWAY, ServerConfig
 from corral.server.extensions import ServerContext
 
 
@@ -71,12 +71,13 @@ async def test_unreachable_counters_stop_the_start_naming_them_without_the_passw
         await extension.aclose()
 
 
-async def test_a_process_without_the_gateway_takes_no_part(tmp_path: Path) -> None:
+async def test_a_process_without_the_gateway_or_api_server_takes_no_part(tmp_path: Path) -> None:
     extension = BudgetExtension(
-        context(tmp_path, f"sqlite:///{tmp_path}/corral.db", frozenset({APISERVER}))
+        context(tmp_path, f"sqlite:///{tmp_path}/corral.db", frozenset({CONTROLLERS}))
     )
     await extension.start()
     assert extension.ready
     assert extension.gateway_stages() == ()
+    assert extension.api_routes() == []
     assert not (tmp_path / "budgets.db").exists()
     await extension.aclose()

@@ -8,6 +8,10 @@ In a process with the gateway role it opens the budget counters (``corral.store.
   that store shares the counters);
 - else ``STATE_DIR/budgets.db`` (SQLite, one process).
 
+A process with the API server role opens them too, to answer ``GET /corral/v1/budgets``
+(behind the admin token): every Budget with its limits, what is spent and held in its current
+period, what remains and when the period resets (``?namespace=`` narrows it).
+
 It keeps its own informers on Budgets, Models and Endpoints and compiles them into the
 snapshot the stage reads (``corral.server.budget_snapshot``), puts the budget stage
 (``corral.server.budget_stage``) into the gateway, sweeps the holds of crashed processes on a
@@ -26,20 +30,24 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import Counter, Gauge
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from corral.api.kinds.budget import BUDGET
 from corral.api.kinds.endpoint import ENDPOINT
 from corral.api.kinds.model import MODEL
 from corral.controlplane import Informer, InformerEvent
 from corral.gateway import Stage
-from corral.metering import Alert, BudgetLedger, CounterBackend
+from corral.metering import Alert, BudgetLedger, CounterBackend, period_window
 from corral.observability import BoundedLabel
 from corral.server.budget_snapshot import BudgetSnapshot, compile_snapshot
 from corral.server.budget_stage import BudgetGate, BudgetMetrics
-from corral.server.config import GATEWAY, is_postgres_url, redact_url
+from corral.server.config import APISERVER, GATEWAY, is_postgres_url, redact_url
 from corral.server.extensions import Extension, ServerContext
 from corral.server.informer_follow import follow_informers
 from corral.store.budget_ledger import open_budget_counters
@@ -56,6 +64,7 @@ GAUGE_REFRESH_MIN_S = 0.5
 """Settles mark budgets for a gauge refresh; refreshes run at most this often."""
 MAX_BUDGET_LABELS = 500
 SQLITE_FILE = "budgets.db"
+BUDGETS_PATH = "/corral/v1/budgets"
 
 
 def counters_url(context: ServerContext) -> str:
@@ -141,7 +150,8 @@ class BudgetExtension(Extension):
 
     def __init__(self, context: ServerContext) -> None:
         super().__init__(context)
-        self._active = GATEWAY in context.config.roles
+        self._gateway = GATEWAY in context.config.roles
+        self._active = self._gateway or APISERVER in context.config.roles
         self.snapshot = BudgetSnapshot()
         self._counters: CounterBackend | None = None
         self.ledger: BudgetLedger | None = None
@@ -174,13 +184,14 @@ class BudgetExtension(Extension):
         _log.info("budget counters at %s", redact_url(url))
         self.ledger = BudgetLedger(self._counters, hold_ttl_s=ttl)
         self._metrics = _PrometheusBudgets(self)
-        self._gate = BudgetGate(
-            self.ledger,
-            lambda: self.snapshot,
-            metrics=self._metrics,
-            audit=lambda: self.context.audit,
-            strict_prompt=strict,
-        )
+        if self._gateway:
+            self._gate = BudgetGate(
+                self.ledger,
+                lambda: self.snapshot,
+                metrics=self._metrics,
+                audit=lambda: self.context.audit,
+                strict_prompt=strict,
+            )
         store = self.context.store
         self._informers = {
             kind: Informer(store, kind) for kind in (BUDGET.kind, MODEL.kind, ENDPOINT.kind)
@@ -196,6 +207,43 @@ class BudgetExtension(Extension):
 
     def gateway_stages(self) -> Sequence[Stage]:
         return () if self._gate is None else (self._gate,)
+
+    def api_routes(self) -> Sequence[BaseRoute]:
+        return [Route(BUDGETS_PATH, self._budgets, methods=["GET"])] if self._active else []
+
+    async def _budgets(self, request: Request) -> JSONResponse:
+        ledger = self.ledger
+        if ledger is None or not self.ready:
+            return _unavailable("the budgets are not loaded yet")
+        namespace = request.query_params.get("namespace")
+        now = datetime.now(UTC)
+        items = []
+        try:
+            for rule in self.snapshot.rules:
+                if namespace is not None and rule.namespace != namespace:
+                    continue
+                usage = await ledger.usage(rule)
+                label, resets = period_window(rule.period, now)
+                item: dict[str, object] = {
+                    "namespace": rule.namespace,
+                    "name": rule.name,
+                    "scope": {"kind": rule.scope_kind, "name": rule.scope_name},
+                    "period": rule.period,
+                    "mode": "hard" if rule.hard else "soft",
+                    "window": label,
+                    "resetsAt": None if resets is None else f"{resets:%Y-%m-%dT%H:%M:%SZ}",
+                }
+                for unit, limit in (("tokens", rule.token_limit), ("usd", rule.micro_usd_limit)):
+                    if limit is None:
+                        item[unit] = None
+                        continue
+                    spent, held = usage[unit]
+                    item[unit] = _shown(unit, limit, spent, held)
+                items.append(item)
+        except Exception as error:
+            _log.warning("budget usage not read: %s", error)
+            return _unavailable(f"the budget counters cannot be read: {error}")
+        return JSONResponse({"items": items})
 
     async def aclose(self) -> None:
         for task in self._tasks:
@@ -281,3 +329,17 @@ class BudgetExtension(Extension):
             if expired:
                 _log.warning("returned the holds of %d abandoned budget reservations", expired)
             self.refresh_gauges(tuple(rule.ref for rule in self.snapshot.rules))
+
+
+def _shown(unit: str, limit: int, spent: int, held: int) -> dict[str, float | int]:
+    """One unit's counters as the route shows them: tokens as integers, USD in dollars."""
+    values = {"limit": limit, "spent": spent, "held": held, "remaining": max(limit - spent, 0)}
+    if unit == "tokens":
+        return dict(values)
+    return {name: value / 1_000_000 for name, value in values.items()}
+
+
+def _unavailable(message: str) -> JSONResponse:
+    status: dict[str, object] = {"kind": "Status", "apiVersion": "v1", "status": "Failure"}
+    status.update({"reason": "ServiceUnavailable", "code": 503, "message": message})
+    return JSONResponse(status, status_code=503, headers={"retry-after": "1"})
