@@ -25,6 +25,7 @@ followed), so a classifier must be a locally served Endpoint (llamacpp, vllm) or
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Sequence
 
 import httpx
@@ -38,6 +39,8 @@ from corral.guardrails import (
     openai_chat_completion,
 )
 from corral.guardrails.classifier import INJECTION_CLASSIFIER_PROMPT, ChatMessage
+
+_log = logging.getLogger(__name__)
 
 RouteLookup = Callable[[str], EndpointRoute | None]
 """The current compiled route of a classifier Endpoint ('namespace/name'), if there is one."""
@@ -70,17 +73,27 @@ class EndpointClassifier:
         )
 
     async def scan(self, text: str, location: str) -> list[Finding]:
-        """Findings for ``text`` (type ``classifier``, the label in ``detail``)."""
-        return await self._judge.scan(text, location)
+        """Findings for ``text`` (type ``classifier``, the label in ``detail``).
+
+        A reply that is no label raises ClassifierError without the reply's text (it may echo
+        the judge prompt or the caller's text back into an error message); the log has it."""
+        try:
+            return await self._judge.scan(text, location)
+        except _Unavailable:
+            raise
+        except ClassifierError as error:
+            _log.warning("guardrail %s: %s", self.name, error)
+            labels = ", ".join([*self.spec.flagged, *self.spec.benign])
+            raise ClassifierError(f"its answer is none of the labels {labels}") from None
 
     async def _complete(self, messages: Sequence[ChatMessage]) -> str:
         route = self._routes(self.target)
         if route is None:
-            raise ClassifierError(f"classifier Endpoint {self.target} does not exist")
+            raise _Unavailable(f"classifier Endpoint {self.target} does not exist")
         replicas = [(v.model, a) for v in route.serving for a in v.addresses]
         if not replicas:
             reason = route.unavailable_reason or "no ready replica"
-            raise ClassifierError(f"classifier Endpoint {self.target}: {reason}")
+            raise _Unavailable(f"classifier Endpoint {self.target}: {reason}")
         model, address = replicas[next(self._turn) % len(replicas)]
         api_key = _bearer(route.upstream_headers)
         complete = openai_chat_completion(
@@ -91,7 +104,14 @@ class EndpointClassifier:
             max_tokens=self.spec.maxTokens,
         )
         self.calls += 1
-        return await complete(messages)
+        try:
+            return await complete(messages)
+        except ClassifierError as error:
+            raise _Unavailable(str(error)) from error
+
+
+class _Unavailable(ClassifierError):
+    """The classifier Endpoint could not be asked (as opposed to: it answered no label)."""
 
 
 def _bearer(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
