@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 ENDPOINT = "tele-chat"
 SECRET_PROMPT = "the launch code is PINEAPPLE-4471"
-MESSAGES = [{"role": "user", "content": SECRET_PROMPT}]
+MESSAGES: Any = [{"role": "user", "content": SECRET_PROMPT}]
 PLAIN_MAX_TOKENS = 4
 STREAM_MAX_TOKENS = 7
 
@@ -144,7 +144,8 @@ def one_request_each(server: Corral) -> None:
         plain = client.chat.completions.create(
             model=ENDPOINT, messages=MESSAGES, max_tokens=PLAIN_MAX_TOKENS
         )
-        assert plain.usage is not None and plain.usage.completion_tokens == PLAIN_MAX_TOKENS
+        assert plain.usage is not None
+        assert plain.usage.completion_tokens == PLAIN_MAX_TOKENS
         chunks = list(
             client.chat.completions.create(
                 model=ENDPOINT, messages=MESSAGES, max_tokens=STREAM_MAX_TOKENS, stream=True
@@ -157,7 +158,7 @@ def attribute(span: Any, key: str) -> Any:
     for kv in span.attributes:
         if kv.key == key:
             value: AnyValue = kv.value
-            return getattr(value, value.WhichOneof("value"))
+            return getattr(value, str(value.WhichOneof("value")))
     return None
 
 
@@ -195,7 +196,8 @@ def test_metrics_traces_and_spans_after_a_plain_and_a_streamed_request(
 
             # corral traces: both, newest (the streamed one) first, with tokens and a TTFT.
             streamed, plain = traces_json(server, "--endpoint", ENDPOINT)
-            assert streamed["stream"] is True and plain["stream"] is False
+            assert streamed["stream"] is True
+            assert plain["stream"] is False
             assert (plain["input_tokens"], plain["output_tokens"]) == (
                 PROMPT_TOKENS,
                 PLAIN_MAX_TOKENS,
@@ -212,7 +214,8 @@ def test_metrics_traces_and_spans_after_a_plain_and_a_streamed_request(
                     "admin",
                     "openai",
                 )
-                assert trace["input_content"] is None and trace["output_content"] is None
+                assert trace["input_content"] is None
+                assert trace["output_content"] is None
             assert traces_json(server, "--endpoint", "no-such-endpoint") == []
             assert len(traces_json(server, "--limit", "1")) == 1
 
@@ -304,11 +307,14 @@ def test_refusals_are_traced_and_content_is_captured_only_when_enabled(tmp_path:
             assert trace["output_content"].startswith("tok tok")
 
         bad = corral_cli(server, "traces", "--since", "yesterday")
-        assert bad.returncode == 2 and "--since" in bad.stderr
+        assert bad.returncode == 2
+        assert "--since" in bad.stderr
         answer = server.api().get("/corral/v1/traces", params={"limit": "0"})
-        assert answer.status_code == 400 and "limit" in answer.json()["message"]
+        assert answer.status_code == 400
+        assert "limit" in answer.json()["message"]
         answer = server.api().get("/corral/v1/traces", params={"colour": "red"})
-        assert answer.status_code == 400 and "colour" in answer.json()["message"]
+        assert answer.status_code == 400
+        assert "colour" in answer.json()["message"]
         assert server.api().get("/corral/v1/traces", headers={"authorization": ""}).status_code in (
             401,
             403,
