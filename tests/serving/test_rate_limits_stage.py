@@ -23,8 +23,8 @@ from corral.server.extensions import ServerContext
 from corral.server.ratelimit_extension import (
     COUNTERS_URL_ENV,
     RateLimitExtension,
+    applicable_rules,
     counters_url,
-    subject_of,
 )
 from corral.store.ratelimit_counters import SqliteRateLimitCounters
 
@@ -94,29 +94,33 @@ def answered(usage: UsageReport | None) -> Any:
     return call_next
 
 
-def test_whom_a_call_counts_for() -> None:
-    subject = subject_of(make_call(SEARCH_KEY, HELLO))
-    assert subject is not None
-    assert (subject.team, subject.apikey, subject.model, subject.agent) == (
-        "search",
-        "search-key",
-        "chat",
-        None,
+def test_which_rate_limits_a_call_counts_against() -> None:
+    limits = RateLimitSet(
+        [
+            RateLimitRule("default", "team", "team", "search", 1, None, None),
+            RateLimitRule("default", "key", "apikey", "search-key", 1, None, None),
+            RateLimitRule("default", "model", "model", "chat", 1, None, None),
+            RateLimitRule("ops", "agent", "agent", "bot", 1, None, None),
+            RateLimitRule("ops", "ops-team", "team", "ads", 1, None, None),
+            RateLimitRule("corral-system", "admins", "team", "admin", 1, None, None),
+            RateLimitRule("other", "elsewhere", "model", "chat", 1, None, None),
+        ]
     )
+
+    def names(principal: Principal | None) -> set[str]:
+        return {rule.name for rule in applicable_rules(limits, make_call(principal, HELLO))}
+
+    assert names(SEARCH_KEY) == {"team", "key", "model"}
     bot = Principal(
-        "workload", "spiffe://corral.local/ns/default/agent/bot", team="ads", namespace="default"
+        "workload", "spiffe://corral.local/ns/ops/agent/bot", team="ads", namespace="ops"
     )
-    subject = subject_of(make_call(bot, HELLO))
-    assert subject is not None
-    assert (subject.team, subject.apikey, subject.agent) == ("ads", None, "bot")
-    # The admin (team admin in corral-system) counts only by the Endpoint it calls here.
+    assert names(bot) == {"agent", "ops-team", "model"}
     admin = Principal("user", "admin", team="admin", namespace="corral-system")
-    subject = subject_of(make_call(admin, HELLO))
-    assert subject is not None
-    assert (subject.team, subject.model) == (None, "chat")
+    assert names(admin) == {"admins", "model"}
+    assert names(None) == {"model"}
     call = make_call(SEARCH_KEY, HELLO)
     call.endpoint = None
-    assert subject_of(call) is None
+    assert applicable_rules(limits, call) == ()
 
 
 async def test_no_round_trip_when_no_rate_limit_applies(extension: RateLimitExtension) -> None:

@@ -38,7 +38,6 @@ from corral.api.kinds.ratelimit import RATELIMIT
 from corral.audit import AuditEvent
 from corral.controlplane import Informer, InformerEvent
 from corral.gateway import Call, GatewayError, Handler, Stage
-from corral.identity.principal import workload_namespace
 from corral.metering.budgets import Subject
 from corral.metering.estimate import estimate_prompt_tokens
 from corral.metering.ratelimits import (
@@ -46,6 +45,7 @@ from corral.metering.ratelimits import (
     LEASE_TTL_S,
     Admission,
     Check,
+    RateLimitRule,
     RateLimitSet,
     admission_tokens,
     plan_checks,
@@ -53,6 +53,7 @@ from corral.metering.ratelimits import (
     retry_after_s,
     window_position,
 )
+from corral.server.budget_snapshot import caller_subjects
 from corral.server.config import is_postgres_url
 from corral.server.extensions import Extension, ServerContext
 from corral.server.informer_follow import follow_informers
@@ -84,25 +85,24 @@ def counters_url(context: ServerContext) -> str:
     return f"sqlite:///{context.state_dir / SQLITE_FILE}"
 
 
-def subject_of(call: Call) -> Subject | None:
-    """Whom RateLimits in the Endpoint's namespace may be scoped to for this call.
-
-    The model is the Endpoint's name. The team, key and agent count only when the caller
-    belongs to that namespace (a RateLimit names them by their name in its own namespace);
-    callers with no namespace (user tokens) count by team name."""
+def applicable_rules(limits: RateLimitSet, call: Call) -> tuple[RateLimitRule, ...]:
+    """Every RateLimit scoped to this call's Endpoint (``model``) or its caller (team, key,
+    agent), each looked up in its own namespace exactly as Budgets are
+    (``corral.server.budget_snapshot.caller_subjects``)."""
     endpoint = call.endpoint
     if endpoint is None:
-        return None
-    namespace = endpoint.namespace
+        return ()
+    found = list(limits.applicable(Subject(endpoint.namespace, model=endpoint.name)))
     principal = call.principal
-    team = apikey = agent = None
-    if principal is not None and principal.namespace in (None, namespace):
-        team = principal.team
-        if principal.kind == "team-key":
-            apikey = principal.id.rpartition("/")[2]
-        elif principal.kind == "workload" and workload_namespace(principal.id) == namespace:
-            agent = principal.id.rpartition("/")[2]
-    return Subject(namespace=namespace, team=team, apikey=apikey, model=endpoint.name, agent=agent)
+    if principal is not None:
+        for subject in caller_subjects(principal):
+            found.extend(limits.applicable(subject))
+    if len(found) < 2:
+        return tuple(found)
+    unique: dict[str, RateLimitRule] = {}
+    for rule in found:
+        unique.setdefault(rule.ref, rule)
+    return tuple(unique.values())
 
 
 class RateLimitFeed:
@@ -217,8 +217,7 @@ class RateLimitExtension(Extension):
         feed, counters = self.feed, self.counters
         if feed is None or counters is None or feed.limits.size == 0:
             return await call_next(call)
-        subject = subject_of(call)
-        rules = feed.limits.applicable(subject) if subject is not None else ()
+        rules = applicable_rules(feed.limits, call)
         if not rules:
             return await call_next(call)
         estimated = 0

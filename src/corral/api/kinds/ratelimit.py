@@ -4,8 +4,10 @@ and requests in flight at once.
 The gateway admits a request only when every RateLimit that applies has room for it, and
 refuses it otherwise with a 429 and ``Retry-After`` (``corral.server.ratelimit_extension``).
 Counters are shared by every gateway process of a deployment, so the limits hold for the
-deployment as a whole, not per process. A RateLimit applies to requests for Endpoints in its
-own namespace; ``scope.model`` names the Endpoint (the model name clients send).
+deployment as a whole, not per process. Scopes match as Budgets' do, each in
+its own namespace: ``team`` the caller's team in the caller's namespace, ``apikey`` the ApiKey
+that authenticated the call, ``agent`` a workload ``spiffe://…/ns/<ns>/agent/<name>``, and
+``model`` the Endpoint called (the ``model`` clients send) in the Endpoint's namespace.
 """
 
 from __future__ import annotations
