@@ -37,9 +37,9 @@ def test_a_gateway_told_to_use_redis_counts_there(
     try:
         with counting_upstream() as upstream:
             server.wait_ready()
-            away_from_a_minute_boundary()
             server.apply(rate_limit(name, "redis-chat", requestsPerMinute=2))
             serve_model(server, upstream, "redis-chat", "fast")
+            away_from_a_minute_boundary()
             with server.openai() as client:
                 first = first_limited_answer(client, "redis-chat", "x-ratelimit-limit-requests")
                 assert first.headers["x-ratelimit-remaining-requests"] == "1"
@@ -53,8 +53,8 @@ def test_a_gateway_told_to_use_redis_counts_there(
             client_redis = redis.Redis.from_url(REDIS_URL)
             try:
                 keys = list(client_redis.scan_iter(match=f"corral_ratelimit:w:default/{name}/*"))
-                assert len(keys) == 1, keys
-                assert int(client_redis.get(keys[0]) or 0) == 2
+                assert 1 <= len(keys) <= 2, keys  # one per minute the requests fell in
+                assert sum(int(client_redis.get(key) or 0) for key in keys) == 2
             finally:
                 client_redis.close()
     finally:
