@@ -26,7 +26,7 @@ from .helpers import CONVERGE_TIMEOUT_S, HELLO, Corral, endpoint, is_ready
 
 pytestmark = pytest.mark.slow
 
-SLOW_S = 1.5
+SLOW_S = 3.0  # long enough that all five requests arrive while two are in flight
 USAGE = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
 
 
