@@ -166,7 +166,7 @@ async def test_admitted_calls_carry_headers_and_refusals_are_audited(
     (event,) = sink.events
     assert (event.actor, event.action, event.resource, event.decision) == (
         "team-key:default/search-key",
-        "rate-limit",
+        "ratelimit.refuse",
         "RateLimit/default/two",
         "deny",
     )

@@ -311,7 +311,7 @@ class RateLimitExtension(Extension):
             audit.record(
                 AuditEvent(
                     actor=f"{principal.kind}:{principal.id}" if principal else "anonymous",
-                    action="rate-limit",
+                    action="ratelimit.refuse",
                     resource=f"RateLimit/{check.rule.ref}",
                     decision="deny",
                     policies=(check.rule.ref,),
