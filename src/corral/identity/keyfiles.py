@@ -3,6 +3,10 @@
 The directory is 0700 and every file 0600, written to a temporary name and renamed into place
 so a crash never leaves half a key. Loading refuses key files other users can read (as ssh
 does) and keys whose thumbprint is not the ``kid`` the manifest gives them.
+
+``encode_keys``/``decode_keys`` carry the same ring as one JSON document (the manifest entries
+with their PEMs inline) for a store that encrypts it at rest: the server keeps its workload
+signing keys that way, in a Secret every process of a deployment shares.
 """
 
 from __future__ import annotations
