@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -28,8 +28,9 @@ from corral.observability.traces import TraceRecord
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class FinishedCall:
+class FinishedCall(NamedTuple):
+    """A finished request waiting for the recorder (a tuple: built on the request path)."""
+
     record: TraceRecord
     start_wall_ns: int
     duration_ns: int

