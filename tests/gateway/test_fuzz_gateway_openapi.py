@@ -36,8 +36,12 @@ from serving.helpers import Corral, endpoint, is_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-EXAMPLES_PER_OPERATION_AND_MODE = 20  # 5 operations x 2 modes x 20 = 200 requests
+EXAMPLES_PER_CASE = 10  # 5 operations x 2 modes x 2 credentials x 10 = 200 requests
 ENDPOINT = "fuzz"
+FUZZER_MAY_INVOKE = """
+permit (principal == Agent::"spiffe://corral.local/ns/default/agent/fuzzer",
+        action == Action::"invoke", resource == Endpoint::"default/fuzz");
+"""
 CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
@@ -136,6 +140,14 @@ def corral(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corral]:
                 endpoint(ENDPOINT, {"up": 100}, runtime={"type": "openai", "baseURL": upstream_url})
             )
             server.wait_for("endpoints", ENDPOINT, is_ready)
+            server.apply(
+                {
+                    "apiVersion": "corral.dev/v1alpha1",
+                    "kind": "Policy",
+                    "metadata": {"name": "fuzzer-invokes"},
+                    "spec": {"cedar": FUZZER_MAY_INVOKE},
+                }
+            )
             _wait_for_route(server)
             yield server
     finally:
@@ -191,6 +203,18 @@ def openai_shaped(response: httpx.Response | Any) -> str | None:
     return None
 
 
+@pytest.fixture(scope="module")
+def credentials(corral: Corral) -> dict[str, str]:
+    """The admin token, and a workload token whose Agent a Policy lets invoke the Endpoint
+    (so fuzzed requests also go through JWT verification and a Cedar decision)."""
+    issued = corral.api().post(
+        "/corral/v1/tokens", json={"subject": "default/fuzzer", "ttlSeconds": 3600}
+    )
+    assert issued.status_code == 200, issued.text
+    return {"admin": corral.token, "workload": issued.json()["token"]}
+
+
+@pytest.mark.parametrize("credential", ["admin", "workload"])
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 @pytest.mark.parametrize(
     "label",
@@ -203,7 +227,7 @@ def openai_shaped(response: httpx.Response | Any) -> str | None:
     ],
 )
 def test_fuzzing_finds_no_5xx_and_only_openai_shaped_errors(
-    corral: Corral, label: str, mode: GenerationMode
+    corral: Corral, credentials: dict[str, str], label: str, mode: GenerationMode, credential: str
 ) -> None:
     document = aimed_at_the_endpoint(httpx.get(f"{corral.url}/v1/openapi.json", timeout=30).json())
     schema = schemathesis.openapi.from_dict(document)
@@ -212,11 +236,11 @@ def test_fuzzing_finds_no_5xx_and_only_openai_shaped_errors(
     # Credentials are the test's (garbled ones are tested in test_bad_input_*): only the
     # requests themselves are generated.
     schema.config.generation.update(with_security_parameters=False)
-    auth = {"Authorization": f"Bearer {corral.token}"}
+    auth = {"Authorization": f"Bearer {credentials[credential]}"}
     failures: list[str] = []
 
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION_AND_MODE,
+        max_examples=EXAMPLES_PER_CASE,
         derandomize=True,
         database=None,
         deadline=None,
