@@ -149,10 +149,26 @@ def test_three_gateway_processes_admit_exactly_the_rpm_limit_together(
         outcomes = list(pool.map(ask, range(REQUESTS)))
     for client in clients:
         client.close()
-    api.close()
     assert outcomes.count("counted") + counted == LIMIT
     assert outcomes.count("refused") == REQUESTS - (LIMIT - counted)
     assert asyncio.run(_window_total(postgres_database)) == LIMIT
+    # Every answered request of every process is one usage record in the shared database.
+    answered = upstream.count("fast")
+    deadline = time.monotonic() + 10
+    while True:
+        summary = api.get("/corral/v1/usage", params={"by": "endpoint", "since": "1h"})
+        assert summary.status_code == 200, summary.text
+        rows = {row["key"]: row for row in summary.json()["items"]}
+        row = rows.get("default/shared-chat", {})
+        if row.get("requests") == answered or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)  # the other processes flush every 100 ms
+    api.close()
+    assert (row["requests"], row["input_tokens"], row["output_tokens"]) == (
+        answered,
+        3 * answered,
+        3 * answered,
+    )
 
 
 async def _window_total(url: str) -> int:
