@@ -20,6 +20,7 @@ import pytest
 from cryptography.fernet import Fernet
 from starlette.applications import Starlette
 
+from corral.audit import AuditEvent
 from corral.identity import Principal
 from corral.server.access_feed import AccessFeed
 from corral.server.config import ServerConfig
@@ -37,6 +38,14 @@ pytestmark = pytest.mark.timeout(60)
 CONVERGE_S = 20
 
 
+class RecordedAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def record(self, event: AuditEvent) -> None:
+        self.events.append(event)
+
+
 @dataclass
 class Process:
     identity: WorkloadIdentity
@@ -44,6 +53,7 @@ class Process:
     inner: Store
     http: httpx.AsyncClient
     stop: asyncio.Event
+    audit: RecordedAudit
 
     def authenticate(self, token: str) -> Principal | None:
         return self.access.authenticate(token)
@@ -74,13 +84,16 @@ async def processes(store_url: str, tmp_path: Path) -> AsyncIterator[tuple[Proce
                 store=store,
                 store_url=store_url,
                 stop=stop,
+                audit=RecordedAudit(),
             )
             access = context.access = AccessFeed(store, lambda _token: False)
             identity = WorkloadIdentity(context)
             await identity.start()
             app = Starlette(routes=[*identity.api_routes(), *identity.public_routes()])
             http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://p")
-            started.append(Process(identity, access, inner, http, stop))
+            audit = context.audit
+            assert isinstance(audit, RecordedAudit)
+            started.append(Process(identity, access, inner, http, stop, audit))
         yield started[0], started[1]
     finally:
         for process in started:
@@ -118,6 +131,10 @@ async def test_the_second_process_adopts_the_ring_the_first_created(
     assert principal is not None
     assert principal.id == "spiffe://corral.local/ns/research/agent/summariser"
     assert principal.team == "writers"
+    [issued] = first.audit.events
+    assert (issued.action, issued.resource) == ("token:issue", principal.id)
+    assert issued.details["team"] == "writers"
+    assert token not in json.dumps(dict(issued.details))  # what was issued, never the token
 
 
 async def test_private_keys_are_encrypted_at_rest(processes: tuple[Process, Process]) -> None:

@@ -18,6 +18,9 @@ watch's latency.
 - ``POST /corral/v1/signing-keys/rotate`` (API server, admin token): a fresh current key; the
   old one stays published until every token it signed has expired.
 
+Issuing a token is an audit event (``token:issue``: subject, ``jti``, key, audience, expiry;
+never the token); creating and rotating the keys are store writes, audited as such.
+
 In a gateway process the extension hands the access feed a :class:`~corral.identity.Verifier`
 (rebuilt on every key change; the ``jti`` replay cache outlives the rebuilds). Replay
 protection of single-use tokens is per process: with several gateways behind a balancer a
@@ -43,6 +46,7 @@ from starlette.routing import BaseRoute, Route
 from corral.api import Object
 from corral.api.errors import AlreadyExists, ApiError, BadRequest, Conflict, NotFound
 from corral.apiserver.wire import status_response
+from corral.audit import AuditEvent
 from corral.controlplane import Informer, InformerEvent
 from corral.identity import KeyRing, ReplayCache, TokenIssuer, Verifier, workload_id
 from corral.identity.jose import b64url_decode
@@ -192,15 +196,33 @@ class WorkloadIdentity(Extension):
             return status_response(error)
         except ValueError as error:
             return status_response(BadRequest(str(error)))
-        claims = orjson.loads(b64url_decode(token.split(".")[1]))
+        header, claims = (orjson.loads(b64url_decode(part)) for part in token.split(".")[:2])
         expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+        if self.context.audit is not None:
+            # What was issued, never the token itself.
+            self.context.audit.record(
+                AuditEvent(
+                    actor="admin",
+                    action="token:issue",
+                    resource=subject,
+                    decision="allow",
+                    details={
+                        "jti": claims["jti"],
+                        "kid": header["kid"],
+                        "audience": audience,
+                        "exp": claims["exp"],
+                        "singleUse": single_use,
+                        "team": team,
+                    },
+                )
+            )
         body = {
             "token": token,
             "expiresAt": expires_at.isoformat().replace("+00:00", "Z"),
             "subject": subject,
             "audience": audience,
             "issuer": self.issuer.issuer,
-            "kid": self.ring.current.kid,
+            "kid": header["kid"],
             "singleUse": single_use,
         }
         return Response(orjson.dumps(body), media_type="application/json")
