@@ -154,6 +154,19 @@ def one_request_each(server: Corral) -> None:
         assert len(chunks) >= STREAM_MAX_TOKENS
 
 
+def wait_for_traces(server: Corral, count: int, **params: str) -> None:
+    """Until ``count`` traces match: the client may read the last byte of an answer before the
+    stages inside telemetry (budget settling, say) return and the request is recorded."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while True:
+        answer = server.api().get("/corral/v1/traces", params=params)
+        assert answer.status_code == 200, answer.text
+        if len(answer.json()["items"]) >= count:
+            return
+        assert time.monotonic() < deadline, f"{count} traces never showed: {answer.json()}"
+        time.sleep(0.05)
+
+
 def attribute(span: Any, key: str) -> Any:
     for kv in span.attributes:
         if kv.key == key:
@@ -175,6 +188,7 @@ def test_metrics_traces_and_spans_after_a_plain_and_a_streamed_request(
         with corral_with(tmp_path, env) as (server, upstream):
             one_request_each(server)
             assert upstream.calls() == 2
+            wait_for_traces(server, 2)
 
             # Prometheus: both requests and their tokens, for this endpoint and the admin team.
             samples = prometheus_samples(server)
@@ -287,10 +301,12 @@ def refused_for_policy(server: Corral, key: str) -> openai.PermissionDeniedError
 def test_refusals_are_traced_and_content_is_captured_only_when_enabled(tmp_path: Path) -> None:
     with corral_with(tmp_path, {"CORRAL_TELEMETRY_CAPTURE_CONTENT": "true"}) as (server, upstream):
         one_request_each(server)
+        wait_for_traces(server, 2)
         created = corral_cli(server, "keys", "create", "--team", "gamma", "--create-team")
         assert created.returncode == 0, created.stderr
         refused_for_policy(server, created.stdout.strip())
         assert upstream.calls() == 2  # the refusal reached no upstream
+        wait_for_traces(server, 1, status="403")
 
         (denied,) = traces_json(server, "--status", "403")
         assert (denied["team"], denied["error"], denied["input_tokens"]) == (
