@@ -10,6 +10,7 @@ which proves the limit is in force and that request counted.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from typing import Any
 import openai
 import pytest
 
-from .helpers import CONVERGE_TIMEOUT_S, HELLO, Corral, endpoint, is_ready
+from .helpers import CONVERGE_TIMEOUT_S, CORRAL, HELLO, Corral, endpoint, is_ready
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +171,7 @@ def test_the_request_after_the_rpm_limit_is_a_rate_limit_error_with_retry_after(
             assert answer.parse().choices[0].message.content == "hi"
         with pytest.raises(openai.RateLimitError) as refused:
             ask(client, "rpm-chat")
+        second = time.time() % 60
     error = refused.value
     assert error.status_code == 429
     assert error.code == "rate_limit_exceeded"
@@ -177,11 +179,22 @@ def test_the_request_after_the_rpm_limit_is_a_rate_limit_error_with_retry_after(
     assert "RateLimit default/rpm-five" in error.message
     assert "Limit 5" in error.message
     retry_after = int(error.response.headers["retry-after"])
-    assert 1 <= retry_after <= 60
+    # All 5 fell in this minute: one more fits once they weigh 4 or less in the next one,
+    # 12 s into it (5 * (1 - 12/60) + 1 = 5).
+    assert abs(retry_after - (60 - second + 12)) <= 2, (retry_after, second)
     assert error.response.headers["x-ratelimit-limit-requests"] == "5"
     assert error.response.headers["x-ratelimit-remaining-requests"] == "0"
     # The refused request never reached the upstream.
     assert upstream.count("fast") == reached + remaining
+    listed = subprocess.run(
+        [CORRAL, "get", "rl", "-o", "wide", "--server", server.url, "--token", server.token],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split()[3:8] == ["SCOPE", "FOR", "RPM", "TPM", "CONCURRENT"]
+    (row,) = [row.split() for row in rows if row.startswith("rpm-five ")]
+    assert row[3:6] == ["model", "rpm-chat", "5"], row
     server.delete("ratelimits", "rpm-five")
     server.delete("endpoints", "rpm-chat")
 
