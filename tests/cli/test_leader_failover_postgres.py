@@ -16,11 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from cryptography.fernet import Fernet
 
 from corral.api.errors import NotFound
 from corral.client import CorralClient, resolve_connection
 
-from .helpers import ServerProcess
+from .helpers import ServerProcess, clean_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -72,6 +73,8 @@ def wait_for_holder(client: CorralClient, wanted: set[str], deadline_s: float) -
 def test_killing_the_leader_hands_the_lease_to_the_other_replica(
     database: str, tmp_path: Path
 ) -> None:
+    # Replicas of one deployment share the key that seals Secrets in the shared store.
+    shared_key = Fernet.generate_key().decode()
     replicas = {
         f"replica-{index}": ServerProcess(
             [
@@ -89,6 +92,7 @@ def test_killing_the_leader_hands_the_lease_to_the_other_replica(
             ],
             tmp_path / f"state-{index}",
             tmp_path / f"logs-{index}",
+            env=clean_env(CORRAL_SECRET_KEY=shared_key),
         )
         for index in range(2)
     }
