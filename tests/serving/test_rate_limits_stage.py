@@ -22,9 +22,11 @@ from corral.server.config import ServerConfig
 from corral.server.extensions import ServerContext
 from corral.server.ratelimit_extension import (
     COUNTERS_URL_ENV,
+    LEASE_TTL_ENV,
     RateLimitExtension,
     applicable_rules,
     counters_url,
+    lease_ttl_s,
 )
 from corral.store.ratelimit_counters import SqliteRateLimitCounters
 
@@ -216,3 +218,14 @@ def test_where_the_counters_live(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert counters_url(context) == "postgresql://db/corral"  # type: ignore[arg-type]
     monkeypatch.setenv(COUNTERS_URL_ENV, "redis://127.0.0.1:6379/0")
     assert counters_url(context) == "redis://127.0.0.1:6379/0"  # type: ignore[arg-type]
+
+
+def test_the_lease_ttl_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(LEASE_TTL_ENV, raising=False)
+    assert lease_ttl_s() == 60.0
+    monkeypatch.setenv(LEASE_TTL_ENV, "7.5")
+    assert lease_ttl_s() == 7.5
+    for bad in ("soon", "0", "1e9"):
+        monkeypatch.setenv(LEASE_TTL_ENV, bad)
+        with pytest.raises(ValueError, match=f"CORRAL_RATELIMIT_LEASE_TTL_S='{bad}': expected"):
+            lease_ttl_s()

@@ -37,9 +37,8 @@ from corral.metering.estimate import estimate_prompt_tokens
 WINDOW_S = 60
 """A rate window: requests and tokens are limited per minute."""
 LEASE_TTL_S = 60.0
-"""A concurrency slot held by a process that stopped renewing it frees itself after this."""
-LEASE_RENEW_S = 15.0
-"""How often a process renews the leases of its requests in flight."""
+"""A concurrency slot held by a process that stopped renewing it frees itself after this
+(the default; processes renew their leases every quarter of it)."""
 
 LimitKind = Literal["requests", "tokens", "concurrent"]
 

@@ -41,7 +41,6 @@ from corral.gateway import Call, GatewayError, Handler, Stage
 from corral.metering.budgets import Subject
 from corral.metering.estimate import estimate_prompt_tokens
 from corral.metering.ratelimits import (
-    LEASE_RENEW_S,
     LEASE_TTL_S,
     Admission,
     Check,
@@ -71,8 +70,24 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 COUNTERS_URL_ENV = "CORRAL_COUNTERS_URL"
+LEASE_TTL_ENV = "CORRAL_RATELIMIT_LEASE_TTL_S"
 SQLITE_FILE = "ratelimits.db"
 _SWEEP_EVERY_S = 60.0
+
+
+def lease_ttl_s() -> float:
+    """How long a concurrency slot outlives its process (``CORRAL_RATELIMIT_LEASE_TTL_S``,
+    default 60); leases are renewed every quarter of it."""
+    text = os.environ.get(LEASE_TTL_ENV, "").strip()
+    if not text:
+        return LEASE_TTL_S
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = 0.0
+    if not 1.0 <= ttl <= 86_400.0:
+        raise ValueError(f"{LEASE_TTL_ENV}={text!r}: expected seconds between 1 and 86400")
+    return ttl
 
 
 def counters_url(context: ServerContext) -> str:
@@ -188,6 +203,7 @@ class RateLimitExtension(Extension):
         self.feed: RateLimitFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, tuple[str, ...]] = {}  # lease id -> its slot keys
+        self.lease_ttl_s = LEASE_TTL_S
         self.refusals = Counter(
             "corral_ratelimit_refusals",
             "Requests refused by a RateLimit, by limit kind",
@@ -198,6 +214,7 @@ class RateLimitExtension(Extension):
     async def start(self) -> None:
         if self.context.access is None:
             return  # not a gateway process: nothing to limit
+        self.lease_ttl_s = lease_ttl_s()
         self.counters = await open_ratelimit_counters(counters_url(self.context))
         self.feed = RateLimitFeed(Informer(self.context.store, RATELIMIT.kind))
         stop = self.context.stop
@@ -238,7 +255,7 @@ class RateLimitExtension(Extension):
                 window=window,
                 weight=weight,
                 lease_id=lease,
-                lease_expires=now + LEASE_TTL_S,
+                lease_expires=now + self.lease_ttl_s,
             )
         except Exception as error:
             _log.warning("rate-limit counters unavailable, refusing: %s", error)
@@ -339,14 +356,14 @@ class RateLimitExtension(Extension):
         last_sweep = 0.0
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LEASE_RENEW_S)
+                await asyncio.wait_for(stop.wait(), self.lease_ttl_s / 4)
             if stop.is_set():
                 return
             now = time.time()
             try:
                 leases = [(key, lease) for lease, keys in self._in_flight.items() for key in keys]
                 if leases:
-                    await counters.renew(leases, now + LEASE_TTL_S)
+                    await counters.renew(leases, now + self.lease_ttl_s)
                 if now - last_sweep >= _SWEEP_EVERY_S:
                     await counters.sweep(now, window_position(now)[0])
                     last_sweep = now
