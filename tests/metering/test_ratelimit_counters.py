@@ -182,3 +182,18 @@ async def test_a_url_no_backend_understands_is_refused_with_examples(tmp_path: P
         await open_ratelimit_counters("sqlite://")
     with pytest.raises(ValueError, match=r"counter name 'x; DROP TABLE y'"):
         SqliteRateLimitCounters(str(tmp_path / "r.db"), name="x; DROP TABLE y")
+
+
+async def test_racing_admissions_fill_a_concurrency_limit_exactly(opener: Opener) -> None:
+    handles = [await opener() for _ in range(3)]
+    slot = [("y/concurrent", False, 7, 1)]
+
+    async def one(index: int) -> bool:
+        answer = await admit(handles[index % 3], slot, lease=f"l{index}")
+        return answer.admitted
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(40)))
+    assert sum(outcomes) == 7
+    admitted = [f"l{i}" for i, ok in enumerate(outcomes) if ok]
+    await handles[0].finish(admitted[0], ["y/concurrent"], [])
+    assert (await admit(handles[1], slot, lease="late")).used == (7.0,)
