@@ -269,7 +269,9 @@ class RateLimitExtension(Extension):
         if not answer.admitted:
             admission = Admission(False, (), answer.failed, answer.current, answer.previous)
             raise self._refuse(call, checks[answer.failed], admission, now, weight)
-        call.response_hooks.append(_Headers(limit_headers(checks, answer.used)))
+        headers = limit_headers(checks, answer.used)
+        if headers:  # concurrency limits alone have no OpenAI header
+            call.response_hooks.append(_Headers(headers))
         if lease:
             self._in_flight[lease] = slot_keys
         try:
