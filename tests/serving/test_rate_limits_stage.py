@@ -229,3 +229,24 @@ def test_the_lease_ttl_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
         monkeypatch.setenv(LEASE_TTL_ENV, bad)
         with pytest.raises(ValueError, match=f"CORRAL_RATELIMIT_LEASE_TTL_S='{bad}': expected"):
             lease_ttl_s()
+
+
+async def test_a_concurrency_slot_is_held_during_the_call_and_freed_after(
+    extension: RateLimitExtension,
+) -> None:
+    use_rules(extension, RateLimitRule("default", "one", "model", "chat", None, None, 1))
+    inside: list[int] = []
+
+    async def call_next(call: Call) -> None:
+        inside.append(len(extension._in_flight))
+        with pytest.raises(GatewayError) as busy:
+            await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+        assert "concurrent requests" in busy.value.message
+        call.upstream_status = 200
+
+    call = make_call(SEARCH_KEY, HELLO)
+    await extension.stage(call, call_next)
+    assert inside == [1]
+    assert call.response_hooks == []  # no OpenAI header describes a concurrency limit
+    assert extension._in_flight == {}
+    await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
