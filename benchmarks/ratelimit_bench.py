@@ -117,8 +117,9 @@ async def measure(url: str, rule: RateLimitRule, sequential: int, concurrent: in
                 await extension.stage(_call(), _answered)
             times = []
             for _ in range(sequential):
+                call = _call()
                 started = time.perf_counter()
-                await extension.stage(_call(), _answered)
+                await extension.stage(call, _answered)
                 times.append((time.perf_counter() - started) * 1e6)
             times.sort()
 
