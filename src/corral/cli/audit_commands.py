@@ -44,7 +44,8 @@ def audit() -> None:
     "public_keys",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="trust only this PEM public key (repeatable) [default: the keys the server publishes]",
+    help="trust only the PEM public keys in FILE (repeatable; `corral audit keys` prints them) "
+    "[default: the keys the server publishes]",
 )
 @click.option(
     "--db",
@@ -61,7 +62,7 @@ def verify_command(public_keys: tuple[Path, ...], db: Path | None, remote: Remot
     """
     from corral.audit.wire import SqliteAuditFile
 
-    trusted = {kid: key for kid, key in (_read_public_key(path) for path in public_keys)}
+    trusted = {kid: key for path in public_keys for kid, key in _read_public_keys(path)}
     if db is not None:
         if not trusted:
             raise click.UsageError(
@@ -148,13 +149,20 @@ def _verify(log: AuditStorage, trusted: dict[str, Ed25519PublicKey]) -> VerifyRe
         raise click.ClickException(f"cannot read the audit log: {error}") from None
 
 
-def _read_public_key(path: Path) -> tuple[str, Ed25519PublicKey]:
+def _read_public_keys(path: Path) -> list[tuple[str, Ed25519PublicKey]]:
+    """Every PEM public key in ``path`` (what `corral audit keys` prints: one or several)."""
     from corral.audit import load_public_key
 
+    end = "-----END PUBLIC KEY-----"
+    text = path.read_text(errors="replace")
+    blocks = [block + end for block in text.split(end) if "-----BEGIN" in block]
     try:
-        return load_public_key(path.read_bytes())
+        keys = [load_public_key(block[block.index("-----BEGIN") :].encode()) for block in blocks]
+        if not keys:
+            raise ValueError("audit public key: not a PEM public key (no PEM block found)")
     except ValueError as error:
         raise click.ClickException(f"{path}: {error}") from None
+    return keys
 
 
 def _published_keys(client: CorralClient) -> dict[str, Ed25519PublicKey]:

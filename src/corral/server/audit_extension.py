@@ -11,7 +11,12 @@ On start it opens the log's storage and its signing key:
   also the primary key: a fork cannot commit). Every process must sign checkpoints with a key
   the verifier knows, so the platform key lives in the store as the Secret
   ``corral-system/audit-signing-key`` (encrypted at rest with the shared secret key like every
-  Secret): the first process creates it, the others read it, and all sign with one key.
+  Secret): the first process creates it, the others read it, and all sign with one key. (So
+  every process on one database must share the secret key, as Secrets already require.)
+
+Either way the public half of the key in use is published in the log's ``audit_keys`` table,
+so ``GET /corral/v1/audit/keys`` on any process lists every key that ever signed checkpoints
+(a rotated key stays listed, and old checkpoints stay verifiable).
 
 It then sets ``context.audit`` to itself. ``record(event)`` — used by the gateway stage, the
 store wrapper and the other extensions — queues the event and returns (``AuditLog.submit``):
@@ -45,6 +50,7 @@ from starlette.routing import BaseRoute, Route
 from corral.api.errors import AlreadyExists, ApiError, BadRequest, NotFound
 from corral.api.objects import API_VERSION
 from corral.audit import AuditEvent, AuditLog, AuditLogClosed, SigningKey, UnreadableRecord
+from corral.audit.log import now_rfc3339
 from corral.audit.wire import checkpoint_to_json, record_to_json
 from corral.gateway import Call, GatewayError, Handler, Stage
 from corral.server.audit_store import AuditingStore
@@ -131,6 +137,9 @@ class AuditExtension(Extension):
             self.signing_key = await asyncio.to_thread(
                 SigningKey.load_or_create, self.context.state_dir
             )
+        await self.storage.add_key(
+            self.signing_key.kid, self.signing_key.public_pem().decode(), now_rfc3339()
+        )
         self.log = await AuditLog.open(
             self.storage,
             self.signing_key,
@@ -224,16 +233,14 @@ class AuditExtension(Extension):
         return JSONResponse({"items": [checkpoint_to_json(c) for c in checkpoints]})
 
     async def _keys(self, _request: Request) -> JSONResponse:
-        key = self.signing_key
-        if key is None:
+        key, storage = self.signing_key, self.storage
+        if key is None or storage is None:
             return _status(ApiError("the audit log is not open"))
-        return JSONResponse(
-            {
-                "keys": [
-                    {"kid": key.kid, "algorithm": "Ed25519", "publicKey": key.public_pem().decode()}
-                ]
-            }
-        )
+        keys = [
+            {"kid": kid, "algorithm": "Ed25519", "publicKey": pem, "thisProcess": kid == key.kid}
+            for kid, pem in await storage.public_keys()
+        ]
+        return JSONResponse({"keys": keys})
 
 
 def invoke_event(call: Call, status: int | None, error_code: str | None) -> AuditEvent:

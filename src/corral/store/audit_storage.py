@@ -7,9 +7,11 @@ Records are rows of their fields (queryable: who, what, which resource), the pol
 details as canonical JSON text and the hashes as bytes; nothing here updates or deletes. Each
 append takes the write lock (SQLite ``BEGIN IMMEDIATE``, a PostgreSQL transaction advisory
 lock), reads the head and inserts the batch in one transaction, so writers in several
-processes still produce one dense chain. Triggers make the database refuse UPDATE, DELETE (and
-on PostgreSQL TRUNCATE) on both tables. SQLite runs ``synchronous=FULL`` so a returned append
-survives power loss, and does its work on one worker thread to keep the event loop free.
+processes still produce one dense chain. ``audit_keys`` publishes the public half of each key
+that signs checkpoints, so a verifier can learn every writer's key from any server on the log.
+Triggers make the database refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) on every table.
+SQLite runs ``synchronous=FULL`` so a returned append survives power loss, and does its work on
+one worker thread to keep the event loop free.
 """
 
 from __future__ import annotations
@@ -48,14 +50,18 @@ CREATE TABLE IF NOT EXISTS audit_records (
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     size BIGINT PRIMARY KEY, root_hash {blob} NOT NULL, time TEXT NOT NULL, kid TEXT NOT NULL,
     signature {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_keys (
+    kid TEXT PRIMARY KEY, public_key TEXT NOT NULL, added TEXT NOT NULL);
 """
+_GUARDED = ("audit_records", "audit_checkpoints", "audit_keys")
+_KEYS = "SELECT kid, public_key FROM audit_keys ORDER BY added, kid"
 # The database itself refuses changes, so a bug or a stray script cannot rewrite history; whoever
 # can drop these triggers can tamper, and verify() is what catches that.
 _SQLITE_GUARDS = "".join(
     f"""
 CREATE TRIGGER IF NOT EXISTS {table}_no_{operation} BEFORE {operation.upper()} ON {table}
 BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;"""
-    for table in ("audit_records", "audit_checkpoints")
+    for table in _GUARDED
     for operation in ("update", "delete")
 )
 _POSTGRES_GUARDS = """
@@ -65,7 +71,7 @@ BEGIN RAISE EXCEPTION '% is append-only (% refused)', TG_TABLE_NAME, TG_OP; END 
     f"""
 CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON {table}
 FOR EACH STATEMENT EXECUTE FUNCTION corral_audit_append_only();"""
-    for table in ("audit_records", "audit_checkpoints")
+    for table in _GUARDED
 )
 
 
@@ -196,6 +202,20 @@ class SqliteAuditStorage:
         row = await self._run(lambda: self._connection.execute(_LAST_CHECKPOINT).fetchone())
         return None if row is None else checkpoint_from_row(row)
 
+    async def add_key(self, kid: str, public_pem: str, added: str) -> None:
+        """Publish a signing key's public half (kept as it is when ``kid`` is known)."""
+        await self._run(
+            self._connection.execute,
+            "INSERT INTO audit_keys (kid, public_key, added) VALUES (?,?,?) "
+            "ON CONFLICT (kid) DO NOTHING",
+            (kid, public_pem, added),
+        )
+
+    async def public_keys(self) -> list[tuple[str, str]]:
+        """``(kid, PEM)`` of every key that signed (or may sign) checkpoints, oldest first."""
+        rows = await self._run(lambda: self._connection.execute(_KEYS).fetchall())
+        return [(str(row[0]), str(row[1])) for row in rows]
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -278,6 +298,20 @@ class PostgresAuditStorage:
     async def last_checkpoint(self) -> Checkpoint | None:
         row = await self._pool.fetchrow(_LAST_CHECKPOINT)
         return None if row is None else checkpoint_from_row(row)
+
+    async def add_key(self, kid: str, public_pem: str, added: str) -> None:
+        """Publish a signing key's public half (kept as it is when ``kid`` is known)."""
+        await self._pool.execute(
+            "INSERT INTO audit_keys (kid, public_key, added) VALUES ($1,$2,$3) "
+            "ON CONFLICT (kid) DO NOTHING",
+            kid,
+            public_pem,
+            added,
+        )
+
+    async def public_keys(self) -> list[tuple[str, str]]:
+        """``(kid, PEM)`` of every key that signed (or may sign) checkpoints, oldest first."""
+        return [(str(row[0]), str(row[1])) for row in await self._pool.fetch(_KEYS)]
 
     async def close(self) -> None:
         await self._pool.close()
