@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -156,6 +157,18 @@ def events(corral: Corral) -> dict[tuple[str, ...], float]:
     return {(m[4], m[3], m[2], m[1]): float(m[5]) for m in pattern.finditer(text)}
 
 
+def audit_records(corral: Corral, action: str) -> list[dict[str, Any]]:
+    """Audit records with ``action``, waiting for the log's group commit to land them."""
+    deadline = time.monotonic() + 10
+    while True:
+        answer = corral.api().get("/corral/v1/audit/records", params={"tail": 500})
+        assert answer.status_code == 200, answer.text
+        found = [r for r in answer.json()["items"] if r["action"] == action]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_pii_is_redacted_before_the_upstream_by_default(
     corral: Corral, client: openai.OpenAI, upstream: Upstream
 ) -> None:
@@ -201,6 +214,13 @@ def test_pii_is_redacted_before_the_upstream_by_default(
     # The upstream echoes what it got: the client sees the redacted text too.
     assert answer.choices[0].message.content == f"echo: {messages[3]['content']}"
     assert events(corral)[("guarded", "input", "pii", "redact")] == before + 1
+    (record,) = audit_records(corral, "guardrail.redact")
+    assert record["resource"] == "Endpoint/default/guarded"
+    assert record["decision"] == "allow"
+    assert record["details"]["direction"] == "input"
+    assert record["details"]["types"] == ["credit_card", "email", "ip_address"]
+    assert "messages[3].content" in record["details"]["locations"]
+    assert "alice.smith" not in json.dumps(record)
 
 
 def test_an_injection_is_refused_with_400_and_never_reaches_the_upstream(
@@ -225,6 +245,12 @@ def test_an_injection_is_refused_with_400_and_never_reaches_the_upstream(
     assert "in messages[1].content" in error.message
     assert "previous instructions" not in error.message  # names what, never echoes the text
     assert events(corral)[("guarded", "input", "injection", "block")] >= 1
+    (record, *_) = audit_records(corral, "guardrail.block")
+    assert record["resource"] == "Endpoint/default/guarded"
+    assert record["decision"] == "deny"
+    assert record["details"]["categories"] == ["injection"]
+    assert record["details"]["locations"] == ["messages[1].content"]
+    assert "previous instructions" not in json.dumps(record)
 
     # Streamed requests are screened the same way before anything starts.
     with pytest.raises(openai.BadRequestError):
