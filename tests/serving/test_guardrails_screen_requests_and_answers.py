@@ -330,7 +330,7 @@ def test_a_blocking_output_finding_ends_the_choice_with_content_filter(
 def test_a_bad_guardrails_spec_is_refused_naming_the_field(
     corral: Corral, upstream: Upstream
 ) -> None:
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "spec.guardrails.input.pii": {"input": {"pii": "zap"}},
         "spec.guardrails.output.typeActions": {"output": {"typeActions": {"emial": "log"}}},
         "spec.guardrails.classifiers[0].endpoint": {"classifiers": [{"endpoint": "a/b/c"}]},
