@@ -113,7 +113,7 @@ GUARDRAIL_FINDING_TYPES: frozenset[str] = frozenset(
         "instruction_override", "jailbreak_persona", "jailbreak_template",
         "jailbreak_unrestricted", "system_prompt_exfiltration", "encoded_payload",
         "roleplay_cue", "policy_cue", "jailbreak_cue", "tag_characters", "bidi_control",
-        "zero_width", "persona_template", "adversarial_suffix",
+        "zero_width", "persona_template", "adversarial_suffix", "learned_cue",
     }
 )  # fmt: skip
 """Finding types ``typeActions`` may name: the guardrail scanners' types (the API cannot import
