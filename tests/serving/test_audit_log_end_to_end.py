@@ -298,7 +298,9 @@ class Tamper:
         self.connection.execute(f"INSERT INTO audit_records VALUES ({marks})", row)
 
 
-def test_the_audit_routes_need_the_admin_token_and_check_their_input(audited: Audited) -> None:
+def test_the_audit_routes_need_the_admin_token_check_input_and_report_metrics(
+    audited: Audited,
+) -> None:
     import httpx
 
     url = audited.server.url
@@ -306,3 +308,6 @@ def test_the_audit_routes_need_the_admin_token_and_check_their_input(audited: Au
     bad = audited.server.api().get("/corral/v1/audit/records", params={"limit": "lots"})
     assert bad.status_code == 400
     assert "limit='lots'" in bad.json()["message"]
+    metrics = audited.server.api().get("/metrics").text
+    assert "corral_audit_lost_events_total 0.0" in metrics
+    assert "corral_audit_queued_events" in metrics

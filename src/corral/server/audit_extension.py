@@ -40,9 +40,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -149,6 +151,7 @@ class AuditExtension(Extension):
         early, self._early = self._early, []
         for event in early:
             self.log.submit(event)
+        self.context.metrics.register(_AuditMetrics(self))
         self.context.audit = self
 
     async def aclose(self) -> None:
@@ -241,6 +244,26 @@ class AuditExtension(Extension):
             for kid, pem in await storage.public_keys()
         ]
         return JSONResponse({"keys": keys})
+
+
+class _AuditMetrics(Collector):
+    """``/metrics``: the writer's backlog and the events that never reached the log."""
+
+    def __init__(self, extension: AuditExtension) -> None:
+        self._extension = extension
+
+    def collect(self) -> Iterable[Metric]:
+        log = self._extension.log
+        queued = GaugeMetricFamily(
+            "corral_audit_queued_events", "Audit events waiting for the log's writer"
+        )
+        queued.add_metric([], log.queued if log is not None else 0)
+        lost = CounterMetricFamily(
+            "corral_audit_lost_events",
+            "Audit events not recorded (their batch failed to commit, or the log was closed)",
+        )
+        lost.add_metric([], (log.lost if log is not None else 0) + self._extension.dropped)
+        return [queued, lost]
 
 
 def invoke_event(call: Call, status: int | None, error_code: str | None) -> AuditEvent:
