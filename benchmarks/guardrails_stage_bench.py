@@ -109,10 +109,12 @@ def extension(guardrails: dict[str, Any] | None = None) -> GuardrailsExtension:
     return ext
 
 
-def relay_terminal(chunks: list[bytes]) -> Handler:
+def relay_terminal(chunks: list[bytes], content_type: bytes = b"application/json") -> Handler:
+    headers = [(b"content-type", content_type)]
+
     async def terminal(call: Call) -> None:
         for hook in call.response_hooks:
-            hook.start(200, [])
+            hook.start(200, headers)
         for data in chunks:
             for hook in call.response_hooks:
                 data = hook.chunk(data)
@@ -176,7 +178,7 @@ def main() -> None:
     on, off = extension(), extension({"enabled": False})
     no_injection = extension({"input": {"injection": "off"}})
     whole = relay_terminal([ANSWER_JSON[:512], ANSWER_JSON[512:]])
-    streamed = relay_terminal(answer_sse())
+    streamed = relay_terminal(answer_sse(), b"text/event-stream")
     nothing = relay_terminal([])
     rows: list[tuple[str, float]] = []
 

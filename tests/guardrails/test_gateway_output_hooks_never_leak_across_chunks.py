@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from corral.guardrails import OUTPUT_DEFAULTS, GuardrailConfig, Guardrails
-from corral.server.guardrail_output import JsonOutputHook, SseOutputHook
+from corral.server.guardrail_output import JsonOutputHook, OutputHook, SseOutputHook
 
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 TEXT = f"Key {AWS_KEY} works; mail carol@example.com or call back."
@@ -185,3 +185,22 @@ def test_clean_answers_keep_their_text_and_their_events() -> None:
     out = relay(SseOutputHook(OUTPUT.stream, "chat"), streamed, 6)
     assert texts(out) == {0: text}
     assert len(events(out)) == len(events(streamed))
+
+
+@pytest.mark.parametrize("content_type", [b"text/event-stream; charset=utf-8", b"application/json"])
+def test_the_answer_is_screened_as_what_it_is_whatever_was_asked(content_type: bytes) -> None:
+    streamed = b"event-stream" in content_type
+    if streamed:
+        body = sse([chat_chunk(0, TEXT[:7]), chat_chunk(0, TEXT[7:]), chat_chunk(0, None, "stop")])
+    else:
+        body = orjson.dumps({"choices": [{"index": 0, "message": {"content": TEXT}}]})
+    hook = OutputHook(OUTPUT.stream, "chat")
+    hook.start(200, [(b"content-type", content_type)])
+    out = b"".join(hook.chunk(body[i : i + 9]) for i in range(0, len(body), 9)) + hook.end()
+    expected = OUTPUT.scan_text(TEXT).redacted_text
+    if streamed:
+        assert texts(out) == {0: expected}
+    else:
+        assert orjson.loads(out)["choices"][0]["message"]["content"] == expected
+    assert AWS_KEY.encode() not in out
+    assert {f.type for f in hook.findings} == {"aws_access_key_id", "email"}

@@ -1,8 +1,9 @@
 """Output guardrails: response hooks that redact (or cut) what a model answers, as it streams.
 
-The guardrails stage appends one of these to ``call.response_hooks``; the gateway's relay runs it
-over every chunk (``corral.gateway.ResponseHook``). Only 200 answers of chat and completion
-requests are screened; other answers pass untouched.
+The guardrails stage appends an :class:`OutputHook` to ``call.response_hooks``; the gateway's
+relay runs it over every chunk (``corral.gateway.ResponseHook``). It screens the answer by its
+content type, whatever the request asked for (an upstream that ignores ``stream`` is still
+screened). Only 200 answers of chat and completion requests are screened; others pass untouched.
 
 - :class:`JsonOutputHook` (not streamed): holds the body back, then screens each choice's
   ``message.content`` (or ``text``) and every tool call's ``function.arguments``, and sends the
@@ -337,3 +338,32 @@ def _append(holder: dict[str, Any], key: str, text: str, tools: dict[int, str]) 
             calls = holder["tool_calls"] = []
         for tool, arguments in sorted(tools.items()):
             calls.append({"index": tool, "function": {"arguments": arguments}})
+
+
+class OutputHook:
+    """The hook the guardrails stage installs: screens the answer as what it is, by its
+    content type (server-sent events or JSON), whatever the request asked for, so an upstream
+    that ignores ``stream`` cannot slip an answer past unscreened."""
+
+    rewrites = True
+
+    def __init__(self, scanners: ScannerFactory, operation: str) -> None:
+        self._scanners = scanners
+        self._operation = operation
+        self._screen: SseOutputHook | JsonOutputHook | None = None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self._screen.findings if self._screen is not None else []
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        kind = next((value for name, value in headers if name == b"content-type"), b"")
+        screen = SseOutputHook if b"event-stream" in kind.lower() else JsonOutputHook
+        self._screen = screen(self._scanners, self._operation)
+        self._screen.start(status, headers)
+
+    def chunk(self, data: bytes) -> bytes:
+        return self._screen.chunk(data) if self._screen is not None else data
+
+    def end(self) -> bytes:
+        return self._screen.end() if self._screen is not None else b""

@@ -56,7 +56,7 @@ from corral.guardrails import (
 from corral.observability.labels import BoundedLabel
 from corral.server.extensions import Extension, ServerContext
 from corral.server.guardrail_classifier import EndpointClassifier
-from corral.server.guardrail_output import JsonOutputHook, SseOutputHook
+from corral.server.guardrail_output import OutputHook
 from corral.server.guardrail_payload import RequestText, request_texts
 from corral.server.informer_follow import follow_informers
 
@@ -304,10 +304,9 @@ class GuardrailsExtension(Extension):
             texts = request_texts(call.operation, call.payload)
             if texts:
                 await self._screen_input(call, guard, texts)
-        hook: JsonOutputHook | SseOutputHook | None = None
+        hook: OutputHook | None = None
         if guard.output is not None and call.operation in _OUTPUT_OPERATIONS:
-            hook_type = SseOutputHook if call.stream else JsonOutputHook
-            hook = hook_type(guard.output.stream, call.operation)
+            hook = OutputHook(guard.output.stream, call.operation)
             call.response_hooks.append(hook)
         try:
             await call_next(call)
