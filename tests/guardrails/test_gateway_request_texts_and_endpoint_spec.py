@@ -51,10 +51,11 @@ def test_chat_texts_cover_parts_and_tool_arguments_and_write_back() -> None:
 
 
 def test_prompts_and_inputs_skip_token_ids() -> None:
-    payload: dict[str, Any] = {"prompt": ["a", [1, 2], "b"], "input": "whole"}
+    payload: dict[str, Any] = {"prompt": ["a", [1, 2], "b"], "suffix": "end", "input": "whole"}
     assert [t.location for t in request_texts("text_completion", payload)] == [
         "prompt[0]",
         "prompt[2]",
+        "suffix",
     ]
     (whole,) = request_texts("embeddings", payload)
     whole.replace("changed")

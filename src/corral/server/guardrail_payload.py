@@ -6,7 +6,8 @@ caller sends, wherever the OpenAI API lets text go:
 - chat: ``messages[i].content`` (a string, or a list of parts whose ``text`` parts count; image
   and audio parts carry no text), ``messages[i].tool_calls[j].function.arguments`` and the legacy
   ``messages[i].function_call.arguments``;
-- completions: ``prompt`` (a string or a list of strings; token-id prompts carry no text);
+- completions: ``prompt`` (a string or a list of strings; token-id prompts carry no text) and
+  ``suffix``;
 - embeddings: ``input`` (the same shapes as ``prompt``).
 
 Each text comes with its location (``messages[1].content[0].text``), which findings, errors and
@@ -40,7 +41,11 @@ def request_texts(operation: str, payload: dict[str, Any]) -> list[RequestText]:
     if operation == "chat":
         return _chat_texts(payload)
     if operation == "text_completion":
-        return _prompt_texts(payload, "prompt")
+        texts = _prompt_texts(payload, "prompt")
+        suffix = payload.get("suffix")
+        if isinstance(suffix, str):
+            texts.append(RequestText("suffix", suffix, "prompt", _setter(payload, "suffix")))
+        return texts
     if operation == "embeddings":
         return _prompt_texts(payload, "input")
     return []
