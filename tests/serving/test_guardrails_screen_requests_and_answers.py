@@ -57,6 +57,18 @@ def upstream() -> Iterator[Upstream]:
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
             state.bodies.append(body)
+            if self.path.endswith("/embeddings"):
+                vectors = [{"object": "embedding", "index": 0, "embedding": [0.5, 0.25]}]
+                usage = {"prompt_tokens": 2, "total_tokens": 2}
+                listing = {"object": "list", "data": vectors, "model": "m", "usage": usage}
+                self._send(200, "application/json", json.dumps(listing).encode())
+                return
+            if self.path.endswith("/completions") and "messages" not in body:
+                text = "".join(state.answer or [f"echo: {body['prompt']}"])
+                choice = {"index": 0, "text": text, "finish_reason": "stop"}
+                completion = {"id": "cmpl", "object": "text_completion", "choices": [choice]}
+                self._send(200, "application/json", json.dumps(completion).encode())
+                return
             parts = state.answer or [f"echo: {body['messages'][-1]['content']}"]
             if body.get("stream"):
                 self.send_response(200)
@@ -157,13 +169,18 @@ def events(corral: Corral) -> dict[tuple[str, ...], float]:
     return {(m[4], m[3], m[2], m[1]): float(m[5]) for m in pattern.finditer(text)}
 
 
-def audit_records(corral: Corral, action: str) -> list[dict[str, Any]]:
-    """Audit records with ``action``, waiting for the log's group commit to land them."""
+def audit_records(corral: Corral, action: str, location: str) -> list[dict[str, Any]]:
+    """Audit records with ``action`` naming ``location``, once the log's group commit landed
+    them."""
     deadline = time.monotonic() + 10
     while True:
         answer = corral.api().get("/corral/v1/audit/records", params={"tail": 500})
         assert answer.status_code == 200, answer.text
-        found = [r for r in answer.json()["items"] if r["action"] == action]
+        found = [
+            r
+            for r in answer.json()["items"]
+            if r["action"] == action and location in r["details"]["locations"]
+        ]
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
@@ -214,13 +231,36 @@ def test_pii_is_redacted_before_the_upstream_by_default(
     # The upstream echoes what it got: the client sees the redacted text too.
     assert answer.choices[0].message.content == f"echo: {messages[3]['content']}"
     assert events(corral)[("guarded", "input", "pii", "redact")] == before + 1
-    (record,) = audit_records(corral, "guardrail.redact")
+    (record,) = audit_records(corral, "guardrail.redact", "messages[3].content")
     assert record["resource"] == "Endpoint/default/guarded"
     assert record["decision"] == "allow"
     assert record["details"]["direction"] == "input"
     assert record["details"]["types"] == ["credit_card", "email", "ip_address"]
     assert "messages[3].content" in record["details"]["locations"]
     assert "alice.smith" not in json.dumps(record)
+
+
+def test_completion_prompts_and_embedding_inputs_are_screened_too(
+    client: openai.OpenAI, upstream: Upstream
+) -> None:
+    completion = client.completions.create(
+        model="guarded", prompt="Write to erin@example.net about the order"
+    )
+    upstream.answer = [ANSWER]
+    leaky = client.completions.create(model="guarded", prompt="Which key?")
+    vectors = client.embeddings.create(
+        model="guarded", input=["plain words", "card 4111 1111 1111 1111 on file"]
+    )
+    first, _, embedded = upstream.bodies
+    assert first["prompt"] == "Write to [REDACTED:email] about the order"
+    assert completion.choices[0].text == "echo: Write to [REDACTED:email] about the order"
+    assert leaky.choices[0].text == REDACTED_ANSWER
+    assert embedded["input"] == ["plain words", "card [REDACTED:credit_card] on file"]
+    assert vectors.data[0].embedding == [0.5, 0.25]
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.embeddings.create(model="guarded", input=["fine", INJECTION])
+    assert refused.value.param == "input[1]"
+    assert len(upstream.bodies) == 3
 
 
 def test_an_injection_is_refused_with_400_and_never_reaches_the_upstream(
@@ -245,7 +285,7 @@ def test_an_injection_is_refused_with_400_and_never_reaches_the_upstream(
     assert "in messages[1].content" in error.message
     assert "previous instructions" not in error.message  # names what, never echoes the text
     assert events(corral)[("guarded", "input", "injection", "block")] >= 1
-    (record, *_) = audit_records(corral, "guardrail.block")
+    (record,) = audit_records(corral, "guardrail.block", "messages[1].content")
     assert record["resource"] == "Endpoint/default/guarded"
     assert record["decision"] == "deny"
     assert record["details"]["categories"] == ["injection"]
