@@ -64,7 +64,6 @@ _log = logging.getLogger(__name__)
 
 _Key = tuple[str, str]  # (namespace, name)
 EVENTS_METRIC = "corral_guardrail_events"
-_FALLBACK_EVENTS_METRIC = "corral_guardrail_scan_events"
 _MAX_ENDPOINT_LABELS = 64
 _OUTPUT_OPERATIONS = frozenset({"chat", "text_completion"})
 _NOT_JUDGED_ROLES = frozenset({"system", "developer", "assistant"})
@@ -171,21 +170,13 @@ class GuardrailsExtension(Extension):
         self.events = self._events_counter()
 
     def _events_counter(self) -> Counter:
-        labels = ("endpoint", "direction", "category", "action")
-        documentation = "Requests with guardrail findings, by direction, category and action."
-        try:
-            return Counter(EVENTS_METRIC, documentation, labels, registry=self.context.metrics)
-        except ValueError:
-            # Another piece registered the name with other labels; keep serving, say so.
-            _log.warning(
-                "%s_total is registered by another extension; guardrail events are counted "
-                "in %s_total instead",
-                EVENTS_METRIC,
-                _FALLBACK_EVENTS_METRIC,
-            )
-            return Counter(
-                _FALLBACK_EVENTS_METRIC, documentation, labels, registry=self.context.metrics
-            )
+        # Telemetry leaves this series to us (its GatewayMetrics run with governance off).
+        return Counter(
+            EVENTS_METRIC,
+            "Requests with guardrail findings, by direction, category and action.",
+            ("endpoint", "direction", "category", "action"),
+            registry=self.context.metrics,
+        )
 
     # --- lifecycle -----------------------------------------------------------------------
 
