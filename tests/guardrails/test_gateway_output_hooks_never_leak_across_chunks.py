@@ -204,3 +204,42 @@ def test_the_answer_is_screened_as_what_it_is_whatever_was_asked(content_type: b
         assert orjson.loads(out)["choices"][0]["message"]["content"] == expected
     assert AWS_KEY.encode() not in out
     assert {f.type for f in hook.findings} == {"aws_access_key_id", "email"}
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r"])
+def test_crlf_and_cr_event_streams_are_screened_at_any_byte_split(newline: bytes) -> None:
+    body = sse([chat_chunk(0, TEXT[:20]), chat_chunk(0, TEXT[20:]), chat_chunk(0, None, "stop")])
+    body = body.replace(b"\n", newline)
+    expected = OUTPUT.scan_text(TEXT).redacted_text
+    for step in (1, 2, 3, 50, len(body)):
+        out = relay(SseOutputHook(OUTPUT.stream, "chat"), body, step)
+        assert texts(out) == {0: expected}, step
+        assert AWS_KEY[:8].encode() not in out
+        assert out.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_stream_cut_before_its_last_blank_line_is_still_screened() -> None:
+    body = sse([chat_chunk(0, TEXT)])[: -len(b"data: [DONE]\n\n")].rstrip(b"\n")
+    out = relay(SseOutputHook(OUTPUT.stream, "chat"), body, 7)
+    assert texts(out) == {0: OUTPUT.scan_text(TEXT).redacted_text}
+    assert AWS_KEY[:8].encode() not in out
+
+
+def test_events_with_other_fields_and_split_data_lines_are_screened() -> None:
+    first = orjson.dumps(chat_chunk(0, TEXT))
+    half = len(first) // 2
+    body = (
+        b": keep-alive\n\n"
+        + b"id: 7\nevent: message\ndata: " + first[:half] + b"\ndata:" + first[half:] + b"\n\n"
+        + b"data: " + orjson.dumps(chat_chunk(0, None, "stop")) + b"\n\ndata: [DONE]\n\n"
+    )  # fmt: skip
+    out = relay(SseOutputHook(OUTPUT.stream, "chat"), body, 11)
+    assert AWS_KEY[:8].encode() not in out
+    assert out.startswith(b": keep-alive\n\nid: 7\nevent: message\ndata: {")
+    found = ""
+    for event in events(out):
+        for line in event.split(b"\n"):
+            if line.startswith(b"data: {"):
+                for choice in orjson.loads(line[6:])["choices"]:
+                    found += choice["delta"].get("content") or ""
+    assert found == OUTPUT.scan_text(TEXT).redacted_text

@@ -13,8 +13,10 @@ screened). Only 200 answers of chat and completion requests are screened; others
   its own :class:`~corral.guardrails.StreamScanner`, so a secret split over any number of chunks
   is still found: the scanner holds back a tail that could be the start of a match and releases
   it once settled, at the latest with the choice's ``finish_reason`` or before ``[DONE]``.
-  Events keep their boundaries and order; an event whose text is held back goes out with an
-  empty ``content``. Events nothing was changed in are relayed byte for byte.
+  Events keep their boundaries, order and other fields (``id``, ``event``, comments); an event
+  whose text is held back goes out with an empty ``content``. Events nothing was changed in
+  are relayed byte for byte, except that CRLF and CR line ends become LF. An event whose data
+  is not JSON is relayed as it is (no OpenAI client could read an answer from it).
 
 Block on output: the response has already started (200), so it cannot become an error. As
 content filters of hosted APIs do, the choice ends there: the text before the blocked span is
@@ -204,6 +206,12 @@ class SseOutputHook(_OutputScreen):
         if not self._active:
             return data
         pending = self._pending + data
+        if b"\r" in pending:
+            # SSE lines may end in CRLF or CR too: one form makes every event end in "\n\n".
+            # A CR at the very end may be the first half of a CRLF: it waits for the next byte.
+            held_cr = pending.endswith(b"\r")
+            body = (pending[:-1] if held_cr else pending).replace(b"\r\n", b"\n")
+            pending = body.replace(b"\r", b"\n") + (b"\r" if held_cr else b"")
         cut = pending.rfind(b"\n\n")
         if cut < 0:
             self._pending = pending
@@ -215,15 +223,21 @@ class SseOutputHook(_OutputScreen):
     def end(self) -> bytes:
         if not self._active:
             return b""
-        # The upstream ended without [DONE] (or with a partial event): still release what the
-        # scanners hold, then whatever was left unparsed.
+        # The upstream ended without [DONE], or without the blank line after its last event:
+        # screen that event too, then release what the scanners still hold.
         tail, self._pending = self._pending, b""
-        return self._release_held() + tail
+        tail = tail.strip(b"\r\n")
+        return (self._event(tail) if tail else b"") + self._release_held()
 
     def _event(self, event: bytes) -> bytes:
-        if not event.startswith(b"data:") or b"\ndata:" in event:
-            return event + b"\n\n"  # comments, named events, multi-line data: not ours to read
-        data = event[5:].strip()
+        lines = event.split(b"\n")
+        data_lines = [line[5:] for line in lines if line.startswith(b"data:")]
+        if not data_lines:
+            return event + b"\n\n"  # comments and keep-alives carry no answer
+        # Other fields (id, event, retry, comments) are kept as they are, before the data.
+        fields = b"".join(line + b"\n" for line in lines if not line.startswith(b"data:"))
+        data = b"\n".join(line[1:] if line.startswith(b" ") else line for line in data_lines)
+        data = data.strip()
         if data == b"[DONE]":
             return self._release_held() + event + b"\n\n"
         try:
@@ -260,7 +274,7 @@ class SseOutputHook(_OutputScreen):
         if not kept:
             return b""
         chunk["choices"] = kept
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return fields + b"data: " + orjson.dumps(chunk) + b"\n\n"
 
     def _screen(self, item: dict[str, Any], index: int, choice: _Choice) -> bool:
         parent, key = _text_field(self._operation)
