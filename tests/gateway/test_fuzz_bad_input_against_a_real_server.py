@@ -215,3 +215,30 @@ def test_a_declared_huge_body_is_413_before_it_is_sent(served: tuple[Corral, Fak
         status, headers, body = read_response(sock)
     assert status == 413
     assert "larger than the limit" in openai_error(status, headers, body)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"model": "hostile", "messages": 26994}', "messages: must be an array"),
+        (
+            b'{"model": "hostile", "messages": "hi", "max_tokens": "9"}',
+            "messages: must be an array",
+        ),
+        (b'{"model": "hostile", "messages": {}}', "messages: must be an array"),
+        (b'{"model": "hostile", "messages": [1]}', "messages[0]: expected an object"),
+        (b'{"model": "hostile",', "not valid JSON"),
+        (b'{"model": 7, "messages": []}', "model: must be a non-empty string"),
+        (b'{"model": "nobody", "messages": []}', "does not exist"),
+    ],
+    ids=["int", "string", "object", "int-item", "truncated", "model-int", "unknown-model"],
+)
+def test_malformed_requests_are_4xx_before_any_upstream_call(
+    served: tuple[Corral, FakeUpstream], body: bytes, message: str
+) -> None:
+    # Found by the schemathesis run: a non-list 'messages' used to crash token estimation (500).
+    server, upstream = served
+    before = len(upstream.chats())
+    status, headers, answer = exchange(server, head(server, len(body)) + body)
+    assert message in openai_error(status, headers, answer)
+    assert len(upstream.chats()) == before

@@ -84,6 +84,13 @@ def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_
                 f"model: must be a non-empty string naming an Endpoint, got {model!r}",
                 param="model",
             )
+        messages = payload.get("messages")
+        if messages is not None and not isinstance(messages, list):
+            # Every later stage that estimates tokens walks the messages: refuse here, once.
+            raise bad_request(
+                f"messages: must be an array of message objects, got {type(messages).__name__}",
+                param="messages",
+            )
         call.payload = payload
         call.stream = payload.get("stream") is True
         await call_next(call)
