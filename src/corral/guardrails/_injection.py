@@ -209,8 +209,8 @@ _BLOB_RULES: dict[str, tuple[str, Rule]] = {
     ),
 }
 
-# Every rule above opens with one of these words (or "[" / a padlock emoji), so the full regex is
-# only tried where one starts. Matching runs over the lower-cased text.
+# Every rule above opens with one of these words (or "[", "(", "+:" or a padlock emoji), so the
+# full regex is only tried where one starts. Matching runs over the lower-cased text.
 _FIRST_WORDS = (
     "told", "learned", "given", "instructed", "log", "echo", "ignor", "disregard", "forget",
     "skip", "overrid", "bypass", "neglect", "abandon", "discard", "overwrit", "new",
@@ -231,7 +231,12 @@ _FIRST_WORDS = (
     "ethics", "morals", "insert", "only", "chat", "replace", "whatever", "anything",
     "unaligned", "insult", "graphically", "gore", "diabolical",
 )  # fmt: skip
-_KEY = r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[(+🔓🔒]"
+# The persona-spec rules open with "(" or "+:", common in code, so the key only stops there when
+# one of their words follows.
+_KEY = (
+    r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[🔓🔒]|\+:"
+    r"|\((?=user|character|assistant|personality|char|output|title)"
+)
 
 _WEIGHTS = {"high": STRONG, "medium": WEAK, "low": WEAK, "critical": STRONG}
 

@@ -56,9 +56,10 @@ class LinearCue:
         count = len(distinct_words) + len(distinct_pairs)
         if not count:
             return self.bias
+        # Set intersections run in C; only the few known features are looked up in Python.
         word_weights, pair_weights = self.words, self.pairs
-        total = sum(word_weights.get(w, 0.0) for w in distinct_words)
-        total += sum(pair_weights.get(p, 0.0) for p in distinct_pairs)
+        total = sum(word_weights[w] for w in distinct_words & word_weights.keys())
+        total += sum(pair_weights[p] for p in distinct_pairs & pair_weights.keys())
         return self.bias + total / math.sqrt(count)
 
 
