@@ -23,7 +23,11 @@ from peers.fake_upstream import CHAT_MODEL, STREAM_MODEL, NginxUpstream
 from peers.processes import Process, answers, free_port, wait_until
 
 LITELLM_VERSION = "1.106.2"
-BENCH_VENV = Path.home() / ".cache" / "corral" / "bench" / "litellm-venv"
+# BENCH_LITELLM_VENV moves it (e.g. to try a fresh install without touching the usual one).
+BENCH_VENV = Path(
+    os.environ.get("BENCH_LITELLM_VENV")
+    or Path.home() / ".cache" / "corral" / "bench" / "litellm-venv"
+)
 MASTER_KEY = "sk-bench-master-key"
 
 
