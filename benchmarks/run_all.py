@@ -30,6 +30,9 @@ ORDER = [
     "audit_bench",
     "budget_bench",
     "telemetry_bench",
+    "ratelimit_bench",
+    "guardrails_stage_bench",
+    "gateway_peers_bench",
 ]
 
 
