@@ -111,10 +111,12 @@ class Guardrails:
         self._injection = injection_detectors() if self.config.injection is not None else ()
         self._classifiers = tuple(classifiers) if self.config.classifier is not None else ()
 
-    def scan_text(self, text: str, location: str = "text") -> ScanResult:
+    def scan_text(self, text: str, location: str = "text", *, injection: bool = True) -> ScanResult:
+        """Scan one text; ``injection=False`` skips the prompt-injection heuristics (for the
+        operator's own instructions, whose "always answer as …" is no attack)."""
         if not isinstance(text, str):
             raise GuardrailInputError(f"{location}: expected a string, got {type(text).__name__}")
-        findings = self._findings(text, location)
+        findings = self._findings(text, location, injection=injection)
         return ScanResult(tuple(findings), strongest(findings), redact(text, findings))
 
     def scan_input(self, messages: Sequence[Mapping[str, object]]) -> ScanResult:
@@ -146,14 +148,15 @@ class Guardrails:
     def _with_config_action(self, finding: Finding) -> Finding:
         return replace(finding, action=self.config.classifier or finding.action)
 
-    def _findings(self, text: str, location: str) -> list[Finding]:
+    def _findings(self, text: str, location: str, *, injection: bool = True) -> list[Finding]:
         findings: list[Finding] = []
         for detector in self._span_detectors:
             for match in detector.matches(text):
                 finding = to_finding(detector, match, self.config, 0, location)
                 if finding is not None:
                     findings.append(finding)
-        cues = [(d, m) for d in self._injection for m in d.matches(text)]
+        injection_detectors = self._injection if injection else ()
+        cues = [(d, m) for d in injection_detectors for m in d.matches(text)]
         score = injection_score([m for _, m in cues])
         if cues and score >= self.config.injection_threshold:
             for detector, match in cues:
