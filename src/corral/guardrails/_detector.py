@@ -11,7 +11,11 @@ Two properties keep the stream exact, and every detector declares them:
   have arrived;
 - ``anchors``: optional literal prefixes every match starts with; a detector with anchors only
   holds back text from an anchor on, so a long-match kind (PEM blocks, JWTs) does not make the
-  stream hold back kilobytes of ordinary text.
+  stream hold back kilobytes of ordinary text;
+- ``inside``: optionally, every character a match (and the character its lookahead reads) can
+  hold. A match that may still grow must reach the end of the text received so far, so it
+  starts after the last character not in ``inside``: an email detector then holds back the
+  current word only, not the 64 characters a local part may span.
 
 Speed comes from the shape of the combined regex (``re`` tries every alternative at every
 position): each alternative starts with a consuming literal or character class, so the engine
@@ -64,6 +68,7 @@ class Detector:
         key_back: int = 0,
         key_width: int = 1,
         fold_case: bool = False,
+        inside: str | None = None,
     ) -> None:
         self.category: Category = category
         self.rules = {name: rule for name, (_, rule) in rules.items()}
@@ -85,6 +90,7 @@ class Detector:
         self.max_span = max_span
         self.lookahead = lookahead
         self.anchors = anchors
+        self.inside = frozenset(inside) if inside is not None else None
 
     @property
     def types(self) -> frozenset[str]:
@@ -134,6 +140,19 @@ class Detector:
 
     def settled_before(self, text: str, pos: int) -> int:
         """The first position at which a match might still change when more text arrives."""
+        frontier = self._settled_by_reach(text, pos)
+        inside = self.inside
+        if inside is None:
+            return frontier
+        # Walk back from the end to the last character no match can hold (usually a space a
+        # few characters back): nothing before it can still change, once the characters a
+        # lookahead past it reads have arrived too.
+        for index in range(len(text) - max(self.lookahead, 1), frontier - 1, -1):
+            if text[index] not in inside:
+                return index + 1
+        return frontier
+
+    def _settled_by_reach(self, text: str, pos: int) -> int:
         horizon = len(text) - self.max_span - self.lookahead
         if self.key is None and not self.anchors:
             return max(horizon, pos)

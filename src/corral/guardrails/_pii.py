@@ -8,6 +8,8 @@ at every character of a word or digit run.
 
 from __future__ import annotations
 
+import string
+
 from corral.guardrails._detector import Detector, Rule
 from corral.guardrails._validators import (
     card_number_valid,
@@ -91,9 +93,21 @@ IPV6_RULES: dict[str, tuple[str, Rule]] = {
 }
 
 
+EMAIL_CHARACTERS = string.ascii_letters + string.digits + "._%+-@"
+"""Every character an email match holds (a non-ASCII letter after one only ends it)."""
+
+
 def email_detector() -> Detector:
     # Emails are found from their "@": the local part is at most 64 characters before it.
-    return Detector("pii", EMAIL_RULES, max_span=185, lookahead=1, key="@", key_back=64)
+    return Detector(
+        "pii",
+        EMAIL_RULES,
+        max_span=185,
+        lookahead=1,
+        key="@",
+        key_back=64,
+        inside=EMAIL_CHARACTERS,
+    )
 
 
 def pii_detector() -> Detector:
@@ -119,6 +133,7 @@ def ipv6_detector() -> Detector:
         key="[0-9A-Fa-f:]:[0-9A-Fa-f:]",
         key_back=40,
         key_width=3,
+        inside=string.hexdigits + ":",
     )
 
 
