@@ -8,6 +8,10 @@ in full, tool-call arguments). Adding a delta clones the base (tens of µs for a
 entities), so the snapshot remembers the handle per principal/resource delta (bounded; not for
 per-call tool arguments). Deny by default: no satisfied ``permit`` is a deny.
 
+Each snapshot also remembers its decisions (``corral.policy.decision_cache``): a request the
+snapshot answered before, with the same principal and resource objects, action and the context
+values its policies read, gets the same ``Decision`` object back without asking Cedar.
+
 Errors never crash a decision and never grant: a policy that errors during evaluation does not
 count as satisfied (Cedar's rule), an erroring ``forbid`` denies (it might have applied), and a
 request Cedar cannot build (a context that does not match the schema, a bad entity) denies.
@@ -26,6 +30,7 @@ import orjson
 
 from corral.api.kinds.policy import CEDAR_SCHEMA
 from corral.policy.compiler import CompiledPolicies, PolicyRef, compile_policies
+from corral.policy.decision_cache import DecisionCache, context_attributes_read
 from corral.policy.entities import Entity, EntityUid
 
 _POLICY_IN_ERROR = re.compile(r"policy `([^`]*)`")
@@ -59,6 +64,12 @@ class PolicySnapshot:
     entity_count: int
     # A memo, not state: the same delta always yields the same handle over this snapshot.
     _deltas: dict[str, cedarpy.Entities] = field(default_factory=dict, repr=False, compare=False)
+    decisions: DecisionCache = field(init=False, repr=False, compare=False)
+    """The answers this snapshot gave (see ``corral.policy.decision_cache``)."""
+
+    def __post_init__(self) -> None:
+        reads = context_attributes_read(self.compiled.policy_set)
+        object.__setattr__(self, "decisions", DecisionCache(reads))
 
     def with_delta(self, delta: Sequence[Entity], *, remember: bool) -> cedarpy.Entities:
         """The base entities plus ``delta``; raises ``ValueError`` if Cedar refuses them."""
@@ -133,10 +144,13 @@ class PolicyEngine:
         context: Mapping[str, Any] | None = None,
         *,
         entities: Sequence[Entity] = (),
+        cached: bool = True,
     ) -> Decision:
         """May ``principal`` do ``action`` (``invoke``, ``call``, ``apply``, ``delete``) to
         ``resource``? A resource given as a uid must be among the snapshot's entities."""
-        return decide(self._snapshot, principal, action, resource, context, entities=entities)
+        return decide(
+            self._snapshot, principal, action, resource, context, entities=entities, cached=cached
+        )
 
 
 def decide(
@@ -147,8 +161,34 @@ def decide(
     context: Mapping[str, Any] | None = None,
     *,
     entities: Sequence[Entity] = (),
+    cached: bool = True,
 ) -> Decision:
-    """One decision against ``snapshot`` (what ``PolicyEngine.decide`` does)."""
+    """One decision against ``snapshot`` (what ``PolicyEngine.decide`` does).
+
+    Remembered on the snapshot unless ``entities`` (per-call, e.g. tool arguments) are given;
+    ``cached=False`` asks Cedar regardless (and remembers nothing).
+    """
+    if entities or not cached:
+        return _decide(snapshot, principal, action, resource, context, entities)
+    cache = snapshot.decisions
+    key = cache.key(principal, action, resource, context)
+    if key is None:
+        return _decide(snapshot, principal, action, resource, context, entities)
+    decision = cache.get(key, principal, resource)
+    if decision is None:
+        decision = _decide(snapshot, principal, action, resource, context, entities)
+        cache.put(key, principal, resource, decision)
+    return decision
+
+
+def _decide(
+    snapshot: PolicySnapshot,
+    principal: Entity,
+    action: str,
+    resource: Entity | EntityUid,
+    context: Mapping[str, Any] | None,
+    entities: Sequence[Entity],
+) -> Decision:
     delta = [principal, *entities]
     if isinstance(resource, Entity):
         delta.append(resource)
@@ -172,7 +212,8 @@ def decide(
     except (TypeError, ValueError) as error:  # e.g. a context value JSON cannot carry
         return Decision(False, errors=(f"request: {error}",))
     refs = snapshot.compiled.refs
-    reasons = tuple(refs[pid] for pid in result.diagnostics.reasons if pid in refs)
+    # Cedar reports reasons in no fixed order; sorted, equal requests give equal decisions.
+    reasons = tuple(refs[pid] for pid in sorted(result.diagnostics.reasons) if pid in refs)
     errors = tuple(result.diagnostics.errors)
     if not errors:
         return Decision(result.allowed, reasons)
