@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import cedarpy
@@ -49,7 +50,7 @@ class Decision:
     (empty when nothing permitted: denied by default)."""
     errors: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # a remembered Decision is asked for this on every request
     def policies(self) -> tuple[str, ...]:
         """The Policy objects (``namespace/name``) that decided, each once, in order."""
         return tuple(dict.fromkeys(ref.policy_name for ref in self.reasons))

@@ -6,6 +6,10 @@ principal is the caller authentication named, the action ``invoke``, the resourc
 with its labels, and the context the ``model`` asked for, the estimated tokens (the request's
 ``max_completion_tokens``/``max_tokens`` plus a prompt estimate), the time and the client's IP.
 A deny is a 403 that names nothing of the deployment beyond the deciding ``forbid`` Policies.
+The principal and Endpoint entities come from the access feed's per-snapshot caches, so a
+repeated request is the same question about the same objects and the policy snapshot answers it
+from its decision cache (``corral.policy.decision_cache``) without asking Cedar; context values
+no policy reads (typically ``estimated_tokens``) do not split that cache.
 
 ``ensure_builtin_policies`` creates ``corral-system/admin-invokes-everything`` at start when it
 is absent (an operator may edit or disable it afterwards; a later start leaves it alone).
