@@ -39,6 +39,9 @@ ADMIN_PRINCIPAL = Principal(kind="user", id="admin", team="admin", namespace="co
 """Whoever presents the admin token: a member of ``Team::"corral-system/admin"`` to policies."""
 
 _Key = tuple[str, str]  # (namespace, name)
+_PrincipalKey = tuple[
+    str, str, str | None, str | None, tuple[str, ...], tuple[tuple[str, str], ...]
+]
 _KEYS, _POLICIES = "keys", "policies"
 
 
@@ -56,7 +59,7 @@ class AccessFeed:
             for kind in (APIKEY.kind, TEAM.kind, POLICY.kind, ENDPOINT.kind)
         }
         self._endpoints: dict[_Key, Entity] = {}
-        self._principals: dict[tuple[str, str, str | None], Entity] = {}
+        self._principals: dict[_PrincipalKey, Entity] = {}
         self._dirty: set[str] = set()
         self._rebuild_scheduled = False
         self._synced = False
@@ -89,7 +92,18 @@ class AccessFeed:
 
     def principal_entity(self, principal: Principal) -> Entity:
         """The caller as a policy principal, built once per key snapshot, not per request."""
-        key = (principal.kind, principal.id, principal.team)
+        # Everything the entity is built from: two workload tokens of one subject may carry
+        # different delegation chains or labels, and policies (and their decision cache) see
+        # the entity, so they must not share one.
+        labels = principal.labels
+        key = (
+            principal.kind,
+            principal.id,
+            principal.team,
+            principal.namespace,
+            principal.act,
+            tuple(sorted(labels.items())) if labels else (),
+        )
         entity = self._principals.get(key)
         if entity is None:
             if len(self._principals) >= _MAX_PRINCIPALS:
