@@ -8,12 +8,19 @@ its parent context from ``start``, so deferring changes nothing a trace backend 
 queue is bounded: when the thread falls behind, new calls are counted in ``dropped`` instead of
 growing memory; the in-memory trace store and Prometheus still see every request. Each drained
 batch goes to the trace database (when one is configured) in one transaction.
+
+The thread works in slices: after each ``slice_s`` of recording it sleeps ``pause_s``, which
+hands the GIL to the event loop. Without that the loop, waiting for the GIL, gets it back only
+when CPython's switch interval (5 ms) forces a switch, so every drain of a few dozen calls
+would add milliseconds to whatever requests arrive meanwhile. (``sleep(0)`` is not enough: the
+releasing thread usually takes the GIL straight back before the waiting loop thread wakes.)
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from typing import NamedTuple
 
@@ -52,6 +59,8 @@ class Recorder:
         max_queue: int = SPAN_QUEUE,
         wake_every: int = 256,
         interval_s: float = 0.1,
+        slice_s: float = 0.0005,
+        pause_s: float = 0.0001,
     ) -> None:
         self._pipeline = pipeline
         self._model_label = model_label
@@ -59,6 +68,8 @@ class Recorder:
         self._max_queue = max_queue
         self._wake_every = wake_every
         self._interval_s = interval_s
+        self._slice_s = slice_s
+        self._pause_s = pause_s
         self._queue: deque[FinishedCall] = deque()
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
@@ -75,18 +86,23 @@ class Recorder:
         if len(self._queue) >= self._wake_every:
             self._wake.set()
 
-    def drain(self) -> None:
-        """Record everything queued now, on the calling thread."""
+    def drain(self, *, sliced: bool = False) -> None:
+        """Record everything queued now, on the calling thread (``sliced``: pausing after
+        every ``slice_s`` of work so the event loop gets the GIL)."""
         with self._drain_lock:
             batch: list[FinishedCall] = []
             while self._queue:
                 batch.append(self._queue.popleft())
+            slice_started = time.perf_counter()
             for call in batch:
                 try:
                     self._record(call)
                 except Exception:
                     # One bad record must not stop telemetry for every later request.
                     _log.exception("could not record telemetry for trace %s", call.record.trace_id)
+                if sliced and time.perf_counter() - slice_started >= self._slice_s:
+                    time.sleep(self._pause_s)
+                    slice_started = time.perf_counter()
             if self._persisted is not None and batch:
                 try:
                     self._persisted.write([call.record for call in batch])
@@ -105,7 +121,7 @@ class Recorder:
         while not self._stopping:
             self._wake.wait(self._interval_s)
             self._wake.clear()
-            self.drain()
+            self.drain(sliced=True)
 
     def _record(self, call: FinishedCall) -> None:
         if self._pipeline.tracer is not None:

@@ -31,6 +31,18 @@ request the policy allowed but a later stage refused — a 429 from rate limits 
 from guardrails — is the same one record with that status and error code, so each request is
 recorded once); and one per control-plane write (``corral.server.audit_store``).
 
+The budget stage's bookkeeping for a request — ``budget.reserve``, ``budget.settle`` and
+``budget.release`` events recorded while the request is in the audit stage — is folded into
+that request's ``invoke`` record as ``details.budget`` (a list of ``{action, resource,
+decision, cost, ...the event's details}``) instead of becoming records of its own: one record
+per request carries the decision, deciding policies, cost, tokens and the budget hold and
+settlement, and each record costs a hash, a serialisation and an insert. The audit stage
+opens a collector in a context variable; ``record`` puts foldable events there while it is
+open. A settle that finishes after the stage recorded the request (the client went away and
+the budget stage settles in the background) finds the collector closed and is recorded on
+its own, as are refusals and alerts (``budget.refuse``, ``budget.alert``,
+``ratelimit.refuse``, guardrail blocks).
+
 Checkpoint cadence: every ``CORRAL_AUDIT_CHECKPOINT_EVERY`` records (default 1000) or
 ``CORRAL_AUDIT_CHECKPOINT_INTERVAL`` seconds (default 60), and once more on close.
 """
@@ -41,6 +53,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -75,6 +88,22 @@ MAX_PAGE = 5000
 _EARLY_LIMIT = 10_000  # events held before the log opens; a start that never opens drops more
 _ACTOR = "system:audit"
 _POLICY_DENIED = "denied_by_policy"
+FOLDED_ACTIONS = frozenset({"budget.reserve", "budget.settle", "budget.release"})
+"""Events that become part of the request's ``invoke`` record when recorded during it."""
+
+
+class _Folded:
+    """The foldable events recorded while one request is in the audit stage."""
+
+    __slots__ = ("events", "open")
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+        self.open = True
+
+
+# Set by the audit stage for the request's task (and copied into tasks it starts).
+_in_flight: ContextVar[_Folded | None] = ContextVar("corral_audit_in_flight", default=None)
 
 _log = logging.getLogger(__name__)
 
@@ -108,7 +137,13 @@ class AuditExtension(Extension):
     # -- AuditSink --------------------------------------------------------------------------
 
     def record(self, event: AuditEvent) -> None:
-        """Queue ``event`` for the log; never waits (group commit happens behind)."""
+        """Queue ``event`` for the log; never waits (group commit happens behind). A budget
+        reserve/settle/release of a request in the audit stage joins that request's record."""
+        if event.action in FOLDED_ACTIONS:
+            folded = _in_flight.get()
+            if folded is not None and folded.open:
+                folded.events.append(event)
+                return
         log = self.log
         if log is None:
             if len(self._early) < _EARLY_LIMIT:
@@ -179,6 +214,8 @@ class AuditExtension(Extension):
     async def _audit_stage(self, call: Call, call_next: Handler) -> None:
         status: int | None = None
         error_code: str | None = None
+        folded = _Folded()
+        token = _in_flight.set(folded)
         try:
             await call_next(call)
             status = call.upstream_status
@@ -189,7 +226,9 @@ class AuditExtension(Extension):
             status, error_code = 500, "internal_error"
             raise
         finally:
-            self.record(invoke_event(call, status, error_code))
+            _in_flight.reset(token)
+            folded.open = False
+            self.record(invoke_event(call, status, error_code, folded.events))
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -266,8 +305,13 @@ class _AuditMetrics(Collector):
         return [queued, lost]
 
 
-def invoke_event(call: Call, status: int | None, error_code: str | None) -> AuditEvent:
-    """The audit record of one gateway request."""
+def invoke_event(
+    call: Call,
+    status: int | None,
+    error_code: str | None,
+    budget_events: Sequence[AuditEvent] = (),
+) -> AuditEvent:
+    """The audit record of one gateway request, with the budget events folded into it."""
     principal, endpoint, usage = call.principal, call.endpoint, call.usage
     denied = status == 403 and error_code == _POLICY_DENIED
     model = call.payload.get("model")
@@ -283,6 +327,17 @@ def invoke_event(call: Call, status: int | None, error_code: str | None) -> Audi
         details["error"] = error_code
     if call.served_by is not None:
         details["servedBy"] = call.served_by
+    if budget_events:
+        details["budget"] = [
+            {
+                **{key: value for key, value in event.details.items() if key != "endpoint"},
+                "action": event.action,
+                "resource": event.resource,
+                "decision": event.decision,
+                "cost": event.cost,
+            }
+            for event in budget_events
+        ]
     return AuditEvent(
         actor=f"{principal.kind}:{principal.id}" if principal is not None else "anonymous",
         action="invoke",
