@@ -332,6 +332,9 @@ class _Body:
         if connection is not None:
             self._connection = None
             self._transport._release(connection, self._state)
+            # The state and its parser point at each other: without this every response would
+            # leave a reference cycle for the garbage collector (hundreds a second at load).
+            del self._state.parser
 
 
 def _encode_request(
