@@ -28,6 +28,8 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
+from corral.store.counter_urls import counter_backend
+
 Hold = tuple[str, int, int | None]
 State = tuple[str, int, int]
 FINISHED_RETENTION_S = 86_400
@@ -47,22 +49,12 @@ async def open_budget_counters(
     """The counter backend ``url`` names; ValueError for a URL it cannot use.
 
     ``durable`` applies to PostgreSQL (see :meth:`PostgresBudgetCounters.open`)."""
-    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
-    if scheme in ("postgresql", "postgres"):
-        return await PostgresBudgetCounters.open(url, name=name, durable=durable)
-    if scheme in ("redis", "rediss", "unix"):
-        return await RedisBudgetCounters.open(url, name=name)
-    if scheme == "sqlite":
-        path = url.split("://", 1)[1]
-        if not path.startswith("/") or len(path) < 2:
-            raise ValueError(
-                f"budget URL {url!r}: write sqlite:///relative.db or sqlite:////abs.db"
-            )
-        return SqliteBudgetCounters(path[1:], name=name)
-    raise ValueError(
-        f"budget URL {url!r}: use postgresql://user@host/db, redis://host:6379/0 "
-        "or sqlite:///path.db"
-    )
+    backend, where = counter_backend(url, "budget")
+    if backend == "postgres":
+        return await PostgresBudgetCounters.open(where, name=name, durable=durable)
+    if backend == "redis":
+        return await RedisBudgetCounters.open(where, name=name)
+    return SqliteBudgetCounters(where, name=name)
 
 
 class SqliteBudgetCounters:

@@ -35,6 +35,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from corral.store.budget_ledger import _check_name
+from corral.store.counter_urls import counter_backend
 
 CheckArgs = tuple[str, bool, int, int]
 """(counter key, windowed (requests/tokens) or not (concurrency), limit, amount)."""
@@ -60,22 +61,12 @@ async def open_ratelimit_counters(
     url: str, *, name: str = "corral_ratelimit"
 ) -> PostgresRateLimitCounters | RedisRateLimitCounters | SqliteRateLimitCounters:
     """The counter backend ``url`` names; ValueError for a URL it cannot use."""
-    scheme = url.split("://", 1)[0].lower() if isinstance(url, str) and "://" in url else ""
-    if scheme in ("postgresql", "postgres"):
-        return await PostgresRateLimitCounters.open(url, name=name)
-    if scheme in ("redis", "rediss", "unix"):
-        return await RedisRateLimitCounters.open(url, name=name)
-    if scheme == "sqlite":
-        path = url.split("://", 1)[1]
-        if not path.startswith("/") or len(path) < 2:
-            raise ValueError(
-                f"rate-limit counter URL {url!r}: write sqlite:///relative.db or sqlite:////abs.db"
-            )
-        return SqliteRateLimitCounters(path[1:], name=name)
-    raise ValueError(
-        f"rate-limit counter URL {url!r}: use postgresql://user@host/db, redis://host:6379/0 "
-        "or sqlite:///path.db"
-    )
+    backend, where = counter_backend(url, "rate-limit counter")
+    if backend == "postgres":
+        return await PostgresRateLimitCounters.open(where, name=name)
+    if backend == "redis":
+        return await RedisRateLimitCounters.open(where, name=name)
+    return SqliteRateLimitCounters(where, name=name)
 
 
 class SqliteRateLimitCounters:
