@@ -20,27 +20,24 @@ its holds so settle, release and expiry can return them. Three backends, one beh
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
 
-from corral.store.counter_urls import counter_backend
+from corral.store.counter_backends import (
+    check_table_name,
+    counter_backend,
+    immediate_transaction,
+    open_sqlite_file,
+)
 
 Hold = tuple[str, int, int | None]
 State = tuple[str, int, int]
 FINISHED_RETENTION_S = 86_400
 EXPIRE_BATCH = 1000
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-def _check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(f"budget counter name {name!r}: use 1-40 of a-z, 0-9, _ (letter first)")
-    return name
 
 
 async def open_budget_counters(
@@ -61,12 +58,9 @@ class SqliteBudgetCounters:
     """One file, one connection; each call is a short synchronous transaction (tens of µs)."""
 
     def __init__(self, path: str, *, name: str = "corral_budget") -> None:
-        name = _check_name(name)
+        name = check_table_name(name)
         self._counters, self._reservations = f"{name}_counters", f"{name}_reservations"
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = open_sqlite_file(path, synchronous="NORMAL")
         self._db.executescript(
             f"CREATE TABLE IF NOT EXISTS {self._counters} (key TEXT PRIMARY KEY,"
             " spent INTEGER NOT NULL DEFAULT 0, held INTEGER NOT NULL DEFAULT 0);"
@@ -76,18 +70,8 @@ class SqliteBudgetCounters:
             f" ON {self._reservations} (state, expires_at);"
         )
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: the check and the hold see the same counts.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db)
 
     async def reserve(
         self, reservation_id: str, holds: Sequence[Hold], expires_at: float
@@ -295,7 +279,7 @@ class PostgresBudgetCounters:
         off``, these connections only): a hot budget's holds serialise on its row lock until
         commit, so this multiplies their rate, at the price of losing the last moments of
         holds and charges if the database server itself crashes (never if a gateway does)."""
-        name = _check_name(name)
+        name = check_table_name(name)
         settings = {} if durable else {"synchronous_commit": "off"}
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=pool_size, server_settings=settings
@@ -459,7 +443,7 @@ class RedisBudgetCounters:
         except BaseException:
             await client.aclose()
             raise
-        return cls(client, _check_name(name))
+        return cls(client, check_table_name(name))
 
     async def reserve(
         self, reservation_id: str, holds: Sequence[Hold], expires_at: float

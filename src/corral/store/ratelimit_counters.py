@@ -28,14 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from corral.store.budget_ledger import _check_name
-from corral.store.counter_urls import counter_backend
+from corral.store.counter_backends import (
+    check_table_name,
+    counter_backend,
+    immediate_transaction,
+    open_sqlite_file,
+)
 
 CheckArgs = tuple[str, bool, int, int]
 """(counter key, windowed (requests/tokens) or not (concurrency), limit, amount)."""
@@ -73,14 +77,11 @@ class SqliteRateLimitCounters:
     """One file, one connection; each call is one short synchronous transaction."""
 
     def __init__(self, path: str, *, name: str = "corral_ratelimit") -> None:
-        name = _check_name(name)
+        name = check_table_name(name, "rate-limit counter")
         self._windows, self._leases = f"{name}_windows", f"{name}_leases"
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
         # Counters are about the last two minutes: losing the last commits to a power cut
         # costs at most a minute of leniency, so no fsync per admission.
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = open_sqlite_file(path, synchronous="OFF")
         self._db.executescript(
             f"CREATE TABLE IF NOT EXISTS {self._windows} (key TEXT NOT NULL, win INTEGER NOT NULL,"
             " used INTEGER NOT NULL, PRIMARY KEY (key, win)) WITHOUT ROWID;"
@@ -88,18 +89,8 @@ class SqliteRateLimitCounters:
             " expires_at REAL NOT NULL, PRIMARY KEY (key, id)) WITHOUT ROWID;"
         )
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: the test and the count see the same rows.
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        if self._db.in_transaction:
-            self._db.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate_transaction(self._db)
 
     async def admit(
         self,
@@ -272,7 +263,7 @@ class PostgresRateLimitCounters:
     async def open(
         cls, url: str, *, name: str = "corral_ratelimit", pool_size: int = 3
     ) -> PostgresRateLimitCounters:
-        name = _check_name(name)
+        name = check_table_name(name, "rate-limit counter")
         # Counters are about the last two minutes: no need to wait for the WAL flush.
         pool = await asyncpg.create_pool(
             url, min_size=1, max_size=pool_size, server_settings={"synchronous_commit": "off"}
@@ -417,7 +408,7 @@ class RedisRateLimitCounters:
         except BaseException:
             await client.aclose()
             raise
-        return cls(client, _check_name(name))
+        return cls(client, check_table_name(name, "rate-limit counter"))
 
     def _window_key(self, key: str, window: int) -> str:
         return f"{self._window_prefix}{key}:{window}"

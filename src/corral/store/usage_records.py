@@ -16,7 +16,6 @@ prefixes the table. Times are Unix seconds (UTC).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
@@ -24,7 +23,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from corral.store.budget_ledger import _check_name
+from corral.store.counter_backends import check_table_name, open_sqlite_file
 
 GroupBy = Literal["team", "key", "model", "endpoint"]
 GROUPINGS: tuple[GroupBy, ...] = ("team", "key", "model", "endpoint")
@@ -131,12 +130,9 @@ class SqliteUsageRecords:
     """One file; writes and sums run on a worker thread, one at a time."""
 
     def __init__(self, path: str, *, name: str = "corral_usage") -> None:
-        self._table = _check_name(name)
+        self._table = check_table_name(name, "usage table")
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db = open_sqlite_file(path, synchronous="NORMAL")
         self._db.executescript(
             f"CREATE TABLE IF NOT EXISTS {self._table} (at REAL NOT NULL, namespace TEXT NOT NULL,"
             " endpoint TEXT NOT NULL, request_model TEXT NOT NULL, served_model TEXT,"
@@ -212,7 +208,7 @@ class PostgresUsageRecords:
     async def open(
         cls, url: str, *, name: str = "corral_usage", pool_size: int = 2
     ) -> PostgresUsageRecords:
-        name = _check_name(name)
+        name = check_table_name(name, "usage table")
         pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
         try:
             async with pool.acquire() as conn, conn.transaction():
