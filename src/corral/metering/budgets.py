@@ -12,9 +12,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from corral.api.kinds.budget import BudgetSpec
 from corral.api.objects import Object
@@ -23,6 +23,29 @@ from corral.metering.pricing import MICRO_USD_PER_USD, Amount
 
 Unit = Literal["tokens", "usd"]
 ScopeKind = Literal["team", "apikey", "model", "agent"]
+
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+def parse_spec(obj: Object, kind: str, model: type[SpecT]) -> tuple[str, str, SpecT]:
+    """Namespace, name and validated spec of a stored ``kind`` object; ValueError names the
+    object and the first bad field (``Budget ns/name spec.limits.usd: …``)."""
+    meta = obj.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    if obj.get("kind") != kind or not namespace or not name:
+        raise ValueError(
+            f"expected a namespaced {kind} object with a name, got kind={obj.get('kind')!r} "
+            f"namespace={namespace!r} name={name!r}"
+        )
+    try:
+        spec = model.model_validate(obj.get("spec") or {})
+    except ValidationError as error:
+        first = error.errors()[0]
+        path = ".".join(str(part) for part in first["loc"])
+        where = f"spec.{path}" if path else "spec"
+        raise ValueError(f"{kind} {namespace}/{name} {where}: {first['msg']}") from None
+    return namespace, name, spec
 
 
 @dataclass(frozen=True)
@@ -83,19 +106,7 @@ class BudgetRule:
     @classmethod
     def from_object(cls, obj: Object) -> BudgetRule:
         """The rule a stored Budget object declares; ValueError names the object and field."""
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if obj.get("kind") != "Budget" or not namespace or not name:
-            raise ValueError(
-                f"expected a namespaced Budget object with a name, got kind={obj.get('kind')!r} "
-                f"namespace={namespace!r} name={name!r}"
-            )
-        try:
-            spec = BudgetSpec.model_validate(obj.get("spec") or {})
-        except ValidationError as error:
-            first = error.errors()[0]
-            path = ".".join(str(part) for part in first["loc"])
-            raise ValueError(f"Budget {namespace}/{name} spec.{path}: {first['msg']}") from None
+        namespace, name, spec = parse_spec(obj, "Budget", BudgetSpec)
         return cls.from_spec(namespace, name, spec)
 
     def counter_lines(self, now: datetime) -> list[CounterLine]:

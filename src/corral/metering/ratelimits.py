@@ -27,11 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from corral.api.kinds.ratelimit import RateLimitSpec
 from corral.api.objects import Object
-from corral.metering.budgets import ScopeKind, Subject
+from corral.metering.budgets import ScopeKind, Subject, parse_spec
 from corral.metering.estimate import estimate_prompt_tokens
 
 WINDOW_S = 60
@@ -72,20 +70,7 @@ class RateLimitRule:
     @classmethod
     def from_object(cls, obj: Object) -> RateLimitRule:
         """The rule a stored RateLimit declares; ValueError names the object and the field."""
-        meta = obj.get("metadata") or {}
-        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-        if obj.get("kind") != "RateLimit" or not namespace or not name:
-            raise ValueError(
-                f"expected a namespaced RateLimit object with a name, got "
-                f"kind={obj.get('kind')!r} namespace={namespace!r} name={name!r}"
-            )
-        try:
-            spec = RateLimitSpec.model_validate(obj.get("spec") or {})
-        except ValidationError as error:
-            first = error.errors()[0]
-            path = ".".join(str(part) for part in first["loc"])
-            where = f"spec.{path}" if path else "spec"
-            raise ValueError(f"RateLimit {namespace}/{name} {where}: {first['msg']}") from None
+        namespace, name, spec = parse_spec(obj, "RateLimit", RateLimitSpec)
         return cls.from_spec(namespace, name, spec)
 
 
