@@ -1,5 +1,6 @@
 """Where the metering tests' budget counters live: PostgreSQL, Redis and SQLite, each fresh.
 
+"sqlite-owned" is the default single-process install: one handle only (a second is refused).
 Every test gets its own table / key prefix (``t_<random>``), removed afterwards, so runs never
 see each other's counters. PostgreSQL (``CORRAL_TEST_POSTGRES_DSN``) and Redis
 (``CORRAL_TEST_REDIS_URL``) that cannot be reached fail the test: nothing is skipped.
@@ -21,7 +22,10 @@ POSTGRES_DSN = os.environ.get(
     "CORRAL_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("CORRAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-BACKENDS = ("sqlite", "postgres", "redis")
+SHARED_BACKENDS = ("sqlite", "postgres", "redis")
+"""Backends several processes (or handles) use at once."""
+BACKENDS = (*SHARED_BACKENDS, "sqlite-owned")
+"""…and the SQLite file one gateway process owns (counters in memory, the file a journal)."""
 
 
 @dataclass
@@ -34,7 +38,9 @@ class CounterTarget:
     opened: list[CounterBackend]
 
     async def open(self) -> CounterBackend:
-        counters = await open_budget_counters(self.url, name=self.name)
+        counters = await open_budget_counters(
+            self.url, name=self.name, owned=self.backend == "sqlite-owned"
+        )
         self.opened.append(counters)
         return counters
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from budget_backends import BACKENDS, target_url
+from budget_backends import BACKENDS, SHARED_BACKENDS, target_url
 
 from corral.store.ratelimit_counters import (
     Answer,
@@ -29,15 +29,15 @@ WINDOW = int(NOW // 60)
 Opener = Callable[[], Awaitable[Any]]
 
 
-@pytest.fixture(params=BACKENDS)
-async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    backend = str(request.param)
+async def _opener(backend: str, tmp_path: Path) -> AsyncIterator[Opener]:
     url = target_url(backend, tmp_path)
     name = f"t_{secrets.token_hex(6)}"
     opened: list[Any] = []
 
     async def open_one() -> Any:
-        counters = await open_ratelimit_counters(url, name=name)
+        counters = await open_ratelimit_counters(
+            url, name=name, owned=backend == "sqlite-owned"
+        )
         opened.append(counters)
         return counters
 
@@ -47,6 +47,21 @@ async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
         for counters in opened:
             await counters.close()
         await _drop(backend, url, name)
+
+
+@pytest.fixture(params=BACKENDS)
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    async for found in _opener(str(request.param), tmp_path):
+        yield found
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+async def shared_opener(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Opener]:
+    """Backends several gateway processes share (the owned SQLite file admits one handle)."""
+    async for found in _opener(str(request.param), tmp_path):
+        yield found
 
 
 async def _drop(backend: str, url: str, name: str) -> None:
@@ -162,9 +177,9 @@ async def test_sweep_drops_old_windows_and_expired_leases(opener: Opener) -> Non
 
 
 async def test_racing_admissions_from_several_handles_admit_exactly_the_limit(
-    opener: Opener,
+    shared_opener: Opener,
 ) -> None:
-    handles = [await opener() for _ in range(3)]
+    handles = [await shared_opener() for _ in range(3)]
     checks = [("x/rpm", True, 25, 1), ("x/concurrent", False, 1000, 1)]
 
     async def one(index: int) -> bool:
@@ -184,8 +199,10 @@ async def test_a_url_no_backend_understands_is_refused_with_examples(tmp_path: P
         SqliteRateLimitCounters(str(tmp_path / "r.db"), name="x; DROP TABLE y")
 
 
-async def test_racing_admissions_fill_a_concurrency_limit_exactly(opener: Opener) -> None:
-    handles = [await opener() for _ in range(3)]
+async def test_racing_admissions_fill_a_concurrency_limit_exactly(
+    shared_opener: Opener,
+) -> None:
+    handles = [await shared_opener() for _ in range(3)]
     slot = [("y/concurrent", False, 7, 1)]
 
     async def one(index: int) -> bool:

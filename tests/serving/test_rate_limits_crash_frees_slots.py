@@ -1,7 +1,9 @@
-"""A gateway killed (SIGKILL) while a request holds a concurrency slot does not leak the slot:
+"""A gateway killed (SIGKILL) while a request holds a concurrency slot does not leak the slot.
+
+With counters several processes share (here a SQLite file named by ``CORRAL_COUNTERS_URL``)
 the restarted server refuses while the dead process's lease is still valid, then admits once it
-expired (``CORRAL_RATELIMIT_LEASE_TTL_S``, 10 s here; the counters are in the state dir's
-SQLite file, which outlives the process).
+expired (``CORRAL_RATELIMIT_LEASE_TTL_S``, 10 s here). With the default counters, which the
+gateway process owns, the slot died with its process: the restarted server admits at once.
 """
 
 from __future__ import annotations
@@ -32,6 +34,30 @@ def test_a_killed_gateways_slot_frees_itself_after_the_lease_ttl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CORRAL_RATELIMIT_LEASE_TTL_S", str(TTL_S))
+    monkeypatch.setenv("CORRAL_COUNTERS_URL", f"sqlite:///{tmp_path / 'shared-counters.db'}")
+    outcomes, admitted_after = _kill_while_holding_a_slot_then_ask_again(tmp_path)
+    refused = [outcome for outcome in outcomes if outcome != "warming up"]
+    # Refused while the dead process's lease lived, then admitted: the slot was not leaked.
+    assert refused[0] == "concurrent", outcomes
+    assert refused[-1] == "answered", outcomes
+    assert set(refused[:-1]) == {"concurrent"}, outcomes
+    # Admitted within a TTL (plus the admitted request's 3 s upstream and the polling).
+    assert admitted_after <= TTL_S + 3 + 5, admitted_after
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_owner_of_the_default_counters_leaves_no_slot_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_RATELIMIT_LEASE_TTL_S", str(TTL_S))
+    monkeypatch.delenv("CORRAL_COUNTERS_URL", raising=False)
+    outcomes, _admitted_after = _kill_while_holding_a_slot_then_ask_again(tmp_path)
+    assert [outcome for outcome in outcomes if outcome != "warming up"] == ["answered"]
+
+
+def _kill_while_holding_a_slot_then_ask_again(tmp_path: Path) -> tuple[list[str], float]:
+    """SIGKILL a gateway while a request holds the only slot, restart it on the same state
+    dir, ask until answered; what each try got and when the answer came after the kill."""
     state = tmp_path / "state"
     first = Corral(state, tmp_path / "logs-1").start()
     with counting_upstream() as upstream:
@@ -78,13 +104,7 @@ def test_a_killed_gateways_slot_frees_itself_after_the_lease_ttl(
         finally:
             code = second.stop()
     assert code == 0, second.stderr
-    refused = [outcome for outcome in outcomes if outcome != "warming up"]
-    # Refused while the dead process's lease lived, then admitted: the slot was not leaked.
-    assert refused[0] == "concurrent", outcomes
-    assert refused[-1] == "answered", outcomes
-    assert set(refused[:-1]) == {"concurrent"}, outcomes
-    # Admitted within a TTL (plus the admitted request's 3 s upstream and the polling).
-    assert admitted_after <= TTL_S + 3 + 5, admitted_after
+    return outcomes, admitted_after
 
 
 def _ask_and_lose_the_answer(server: Corral) -> None:

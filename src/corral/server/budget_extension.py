@@ -6,7 +6,9 @@ In a process with the gateway role it opens the budget counters (``corral.store.
   ``sqlite:///`` URL works too), so several gateways share one Redis;
 - else the store's PostgreSQL database when the store is PostgreSQL (every gateway process on
   that store shares the counters);
-- else ``STATE_DIR/budgets.db`` (SQLite, one process).
+- else ``STATE_DIR/budgets.db`` (SQLite, one process), which the gateway process *owns*: it
+  keeps the counters in memory and group-commits what was spent to the file
+  (``corral.store.owned_counters``); a second gateway process on the same state dir is refused.
 
 A process with the API server role opens them too, to answer ``GET /corral/v1/budgets``
 (behind the admin token): every Budget with its limits, what is spent and held in its current
@@ -50,7 +52,8 @@ from corral.server.budget_stage import BudgetGate, BudgetMetrics
 from corral.server.config import APISERVER, GATEWAY, is_postgres_url, redact_url
 from corral.server.extensions import Extension, ServerContext
 from corral.server.informer_follow import follow_informers
-from corral.store.budget_ledger import open_budget_counters
+from corral.store.budget_ledger import SqliteBudgetCounters, open_budget_counters
+from corral.store.counter_backends import counter_backend
 
 _log = logging.getLogger("corral.budgets")
 
@@ -174,8 +177,16 @@ class BudgetExtension(Extension):
             return
         ttl, strict = _hold_ttl(), _strict_prompt()
         url = counters_url(self.context)
+        default_file = not os.environ.get(COUNTERS_URL_ENV, "").strip() and url.startswith(
+            "sqlite:"
+        )
         try:
-            self._counters = await open_budget_counters(url)
+            if default_file and not self._gateway:
+                # The gateway process owns the file; this one only reads what was spent.
+                where = counter_backend(url, "budget")[1]
+                self._counters = SqliteBudgetCounters(where, lock=False)
+            else:
+                self._counters = await open_budget_counters(url, owned=default_file)
         except Exception as error:
             shown = redact_url(url)
             raise ValueError(

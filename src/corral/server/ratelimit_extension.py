@@ -10,8 +10,9 @@ to free its concurrency slots and correct its token charge to the real usage.
 
 Counters live where every gateway process of the deployment meets: Redis when
 ``CORRAL_COUNTERS_URL=redis://…`` is set, else the store's PostgreSQL when the store is
-PostgreSQL, else a SQLite file in the state dir (``ratelimits.db``; also exact for several
-processes on one machine sharing the state dir).
+PostgreSQL, else a SQLite file in the state dir (``ratelimits.db``) that this gateway process
+owns: the counters live in its memory and the window counts are written behind to the file
+once a second (``corral.store.owned_counters``); a second gateway on the state dir is refused.
 
 A refused request gets OpenAI's rate-limit answer: 429, ``code: rate_limit_exceeded``,
 ``type: requests`` or ``tokens``, ``Retry-After`` in seconds and the ``x-ratelimit-*``
@@ -59,13 +60,19 @@ from corral.server.informer_follow import follow_informers
 from corral.store.ratelimit_counters import open_ratelimit_counters
 
 if TYPE_CHECKING:
+    from corral.store.owned_counters import OwnedRateLimitCounters
     from corral.store.ratelimit_counters import (
         PostgresRateLimitCounters,
         RedisRateLimitCounters,
         SqliteRateLimitCounters,
     )
 
-    Counters = PostgresRateLimitCounters | RedisRateLimitCounters | SqliteRateLimitCounters
+    Counters = (
+        PostgresRateLimitCounters
+        | RedisRateLimitCounters
+        | SqliteRateLimitCounters
+        | OwnedRateLimitCounters
+    )
 
 _log = logging.getLogger(__name__)
 
@@ -215,7 +222,10 @@ class RateLimitExtension(Extension):
         if self.context.access is None:
             return  # not a gateway process: nothing to limit
         self.lease_ttl_s = lease_ttl_s()
-        self.counters = await open_ratelimit_counters(counters_url(self.context))
+        url = counters_url(self.context)
+        # The default file in the state dir belongs to this gateway process alone.
+        owned = not os.environ.get(COUNTERS_URL_ENV, "").strip() and url.startswith("sqlite:")
+        self.counters = await open_ratelimit_counters(url, owned=owned)
         self.feed = RateLimitFeed(Informer(self.context.store, RATELIMIT.kind))
         stop = self.context.stop
         self._tasks = [

@@ -28,11 +28,13 @@ import orjson
 import redis.asyncio as aioredis
 
 from corral.store.counter_backends import (
+    CounterFileLock,
     check_table_name,
     counter_backend,
     immediate_transaction,
     open_sqlite_file,
 )
+from corral.store.owned_counters import OwnedBudgetCounters
 
 Hold = tuple[str, int, int | None]
 State = tuple[str, int, int]
@@ -41,25 +43,36 @@ EXPIRE_BATCH = 1000
 
 
 async def open_budget_counters(
-    url: str, *, name: str = "corral_budget", durable: bool = True
-) -> PostgresBudgetCounters | RedisBudgetCounters | SqliteBudgetCounters:
+    url: str, *, name: str = "corral_budget", durable: bool = True, owned: bool = False
+) -> PostgresBudgetCounters | RedisBudgetCounters | SqliteBudgetCounters | OwnedBudgetCounters:
     """The counter backend ``url`` names; ValueError for a URL it cannot use.
 
-    ``durable`` applies to PostgreSQL (see :meth:`PostgresBudgetCounters.open`)."""
+    ``durable`` applies to PostgreSQL (see :meth:`PostgresBudgetCounters.open`); ``owned``
+    to SQLite: this process alone uses the file and keeps the counters in memory
+    (``corral.store.owned_counters``) instead of a transaction per change."""
     backend, where = counter_backend(url, "budget")
     if backend == "postgres":
         return await PostgresBudgetCounters.open(where, name=name, durable=durable)
     if backend == "redis":
         return await RedisBudgetCounters.open(where, name=name)
+    if owned:
+        return OwnedBudgetCounters(where, name=name)
     return SqliteBudgetCounters(where, name=name)
 
 
 class SqliteBudgetCounters:
-    """One file, one connection; each call is a short synchronous transaction (tens of µs)."""
+    """One file, one connection; each call is a short synchronous transaction (tens of µs).
 
-    def __init__(self, path: str, *, name: str = "corral_budget") -> None:
+    Several processes may share the file (``BEGIN IMMEDIATE`` serialises them); each holds a
+    shared lock on it so that no process can own it meanwhile (``OwnedBudgetCounters``).
+    ``lock=False`` is for a reader beside the owner (a process without the gateway role)."""
+
+    def __init__(self, path: str, *, name: str = "corral_budget", lock: bool = True) -> None:
         name = check_table_name(name)
         self._counters, self._reservations = f"{name}_counters", f"{name}_reservations"
+        self._lock = (
+            CounterFileLock(path, exclusive=False, what="budget counters") if lock else None
+        )
         self._db = open_sqlite_file(path, synchronous="NORMAL")
         self._db.executescript(
             f"CREATE TABLE IF NOT EXISTS {self._counters} (key TEXT PRIMARY KEY,"
@@ -167,6 +180,8 @@ class SqliteBudgetCounters:
 
     async def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def _postgres_schema(name: str) -> str:

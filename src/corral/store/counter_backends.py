@@ -4,11 +4,19 @@ URL names, safe table-name prefixes, and the SQLite file set-up of a single-proc
 ``postgresql://…`` and ``redis://…`` (also ``rediss://``, ``unix://``) name shared servers;
 ``sqlite:///relative.db`` or ``sqlite:////abs.db`` a file of one process. Anything else is a
 ValueError that says what to write instead, naming ``what`` the URL was for.
+
+A SQLite counter file is either *owned* by one gateway process, which keeps the counters in
+memory and the file as its journal (``corral.store.owned_counters``), or *shared* by processes
+that each run a transaction per change. ``lock_counter_file`` keeps the two apart: the owner
+holds an exclusive lock on ``<file>.lock``, sharers a shared one, so an owner never runs beside
+anybody else on the same file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -68,3 +76,41 @@ def immediate_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection
         raise
     if db.in_transaction:
         db.execute("COMMIT")
+
+
+class CounterFileInUse(RuntimeError):
+    """Another process holds the counter file in a way that excludes this one."""
+
+
+class CounterFileLock:
+    """An advisory lock on ``<path>.lock`` held for as long as the counters are open."""
+
+    def __init__(self, path: str, *, exclusive: bool, what: str) -> None:
+        lock_path = f"{path}.lock"
+        self._fd: int | None = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+        try:
+            fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(self._fd)
+            self._fd = None
+            owner = f" (pid {holder})" if holder.isdigit() else ""
+            raise CounterFileInUse(
+                f"the {what} in {path} are already in use by another process{owner}. One "
+                "gateway process owns a SQLite counter file; to run several gateway processes, "
+                "point CORRAL_COUNTERS_URL at postgresql://… or redis://…"
+                if exclusive
+                else f"the {what} in {path} are owned by a gateway process{owner}, which keeps "
+                "them in memory; open them through that process's API, or use "
+                "postgresql://… or redis://… counters for several processes"
+            ) from None
+        if exclusive:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, str(os.getpid()).encode("ascii"), 0)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

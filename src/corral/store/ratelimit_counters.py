@@ -29,12 +29,16 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import asyncpg
 import redis.asyncio as aioredis
 
+if TYPE_CHECKING:
+    from corral.store.owned_counters import OwnedRateLimitCounters
+
 from corral.store.counter_backends import (
+    CounterFileLock,
     check_table_name,
     counter_backend,
     immediate_transaction,
@@ -62,23 +66,39 @@ class Answer(NamedTuple):
 
 
 async def open_ratelimit_counters(
-    url: str, *, name: str = "corral_ratelimit"
-) -> PostgresRateLimitCounters | RedisRateLimitCounters | SqliteRateLimitCounters:
-    """The counter backend ``url`` names; ValueError for a URL it cannot use."""
+    url: str, *, name: str = "corral_ratelimit", owned: bool = False
+) -> (
+    PostgresRateLimitCounters
+    | RedisRateLimitCounters
+    | SqliteRateLimitCounters
+    | OwnedRateLimitCounters
+):
+    """The counter backend ``url`` names; ValueError for a URL it cannot use.
+
+    ``owned`` applies to SQLite: this process alone uses the file and keeps the counters in
+    memory (``corral.store.owned_counters``) instead of a transaction per admission."""
     backend, where = counter_backend(url, "rate-limit counter")
     if backend == "postgres":
         return await PostgresRateLimitCounters.open(where, name=name)
     if backend == "redis":
         return await RedisRateLimitCounters.open(where, name=name)
+    if owned:
+        from corral.store.owned_counters import OwnedRateLimitCounters
+
+        return OwnedRateLimitCounters(where, name=name)
     return SqliteRateLimitCounters(where, name=name)
 
 
 class SqliteRateLimitCounters:
-    """One file, one connection; each call is one short synchronous transaction."""
+    """One file, one connection; each call is one short synchronous transaction.
+
+    Processes sharing the file each hold a shared lock on it, so none can own it meanwhile
+    (``corral.store.owned_counters.OwnedRateLimitCounters``)."""
 
     def __init__(self, path: str, *, name: str = "corral_ratelimit") -> None:
         name = check_table_name(name, "rate-limit counter")
         self._windows, self._leases = f"{name}_windows", f"{name}_leases"
+        self._lock = CounterFileLock(path, exclusive=False, what="rate-limit counters")
         # Counters are about the last two minutes: losing the last commits to a power cut
         # costs at most a minute of leniency, so no fsync per admission.
         self._db = open_sqlite_file(path, synchronous="OFF")
@@ -170,6 +190,7 @@ class SqliteRateLimitCounters:
 
     async def close(self) -> None:
         self._db.close()
+        self._lock.release()
 
 
 def _postgres_schema(name: str) -> str:
