@@ -46,7 +46,7 @@ async def test_a_settle_that_returned_survives_kill_9(tmp_path: Path) -> None:
     )
     assert proc.stdout is not None
     try:
-        lines = []
+        lines: list[str] = []
         while not lines or lines[-1] != "holding":
             line = await asyncio.wait_for(proc.stdout.readline(), 30)
             assert line, "the worker exited early"
