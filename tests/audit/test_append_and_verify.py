@@ -196,3 +196,11 @@ async def test_bad_log_options_are_refused(target: AuditTarget, options: dict[st
 async def test_an_unknown_storage_url_is_refused() -> None:
     with pytest.raises(ValueError, match=r"use sqlite:///path\.db or postgresql://"):
         await open_audit_storage("mysql://db")
+
+
+def test_details_that_would_not_read_back_unchanged_are_refused_plain_ones_kept() -> None:
+    kept = AuditEvent("a", "b", "c", "allow", details={"n": 2**63, "f": 0.1, "s": "é", "t": True})
+    assert kept.details == {"n": 2**63, "f": 0.1, "s": "é", "t": True}
+    for bad in ({"x": float("nan")}, {"x": (1, 2)}, {"x": 2**64}, {"x": "\ud800"}):
+        with pytest.raises(ValueError, match="audit event details"):
+            AuditEvent("a", "b", "c", "allow", details=bad)

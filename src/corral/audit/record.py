@@ -59,6 +59,8 @@ def canonical_details(details: Mapping[str, Any]) -> dict[str, Any]:
     """``details`` as a plain dict that survives a JSON round trip unchanged, or ValueError."""
     if not isinstance(details, Mapping):
         raise ValueError(f"audit event details: expected a mapping, got {type(details).__name__}")
+    if all(type(key) is str and _plain_scalar(value) for key, value in details.items()):
+        return dict(details)  # what the gateway records per request: no round trip needed
     try:
         encoded = orjson.dumps(dict(details), option=orjson.OPT_SORT_KEYS)
     except TypeError as error:
@@ -72,6 +74,24 @@ def canonical_details(details: Mapping[str, Any]) -> dict[str, Any]:
             "(no NaN/Infinity, tuples, or non-string keys)"
         )
     return decoded
+
+
+_JSON_INTEGERS = range(-(2**63), 2**64)
+"""The integers orjson writes; others it refuses."""
+
+
+def _plain_scalar(value: Any) -> bool:
+    """A value a JSON round trip gives back unchanged, for sure: an ASCII string (others may
+    hold lone surrogates orjson refuses), None, a bool, an integer orjson can write, or a
+    finite float."""
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii())
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return value in _JSON_INTEGERS
+    return kind is float and math.isfinite(value)
 
 
 @dataclass(frozen=True)

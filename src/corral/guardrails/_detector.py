@@ -27,8 +27,9 @@ group or lookbehind would defeat that check). A detector whose matches all conta
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from corral.guardrails._findings import Category, Severity
 
@@ -171,3 +172,29 @@ class Detector:
             if hit_at is not None:
                 frontier = min(frontier, hit_at.start() - self.key_back)
         return max(frontier, pos)
+
+
+def word_alternation(words: Iterable[str]) -> str:
+    """A regex matching any of ``words`` (longest first), factored by common prefixes.
+
+    ``re`` tries the alternatives of a flat ``a|b|c`` one after another at every position; the
+    factored form rejects a position after its first character in most cases (about twice as
+    fast over prose for the ~150 cue words of the injection key)."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        ends_here = "" in node
+        if len(branches) == 1 and not ends_here:
+            return branches[0]
+        body = "(?:" + "|".join(branches) + ")"
+        return body + "?" if ends_here else body
+
+    return emit(trie)

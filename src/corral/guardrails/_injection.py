@@ -22,7 +22,7 @@ import base64
 import binascii
 
 from corral.guardrails._adversarial import adversarial_detector
-from corral.guardrails._detector import Detector, Match, Rule
+from corral.guardrails._detector import Detector, Match, Rule, word_alternation
 from corral.guardrails._learned import learned_detector
 
 STRONG = 1.0
@@ -234,7 +234,7 @@ _FIRST_WORDS = (
 # The persona-spec rules open with "(" or "+:", common in code, so the key only stops there when
 # one of their words follows.
 _KEY = (
-    r"\b(?:" + "|".join(sorted(_FIRST_WORDS, key=len, reverse=True)) + r")|[\[🔓🔒]|\+:"
+    r"\b" + word_alternation(_FIRST_WORDS) + r"|[\[🔓🔒]|\+:"
     r"|\((?=user|character|assistant|personality|char|output|title)"
 )
 

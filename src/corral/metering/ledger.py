@@ -17,6 +17,8 @@ and retry hints, and soft budgets into alerts; backends only keep integers atomi
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -109,6 +111,21 @@ class UnknownReservation(LookupError):
     pass
 
 
+_LINES_CACHE_SIZE = 4096
+
+
+class _ReservationIds:
+    """Unique reservation ids without a system call each: a random per-ledger prefix (unique
+    across the processes sharing the counters) and a sequence number."""
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16]
+        self._sequence = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._sequence):x}"
+
+
 IN_FLIGHT_RETRY_S = 1.0
 """Retry hint when a budget is full only because of holds of requests still in flight."""
 
@@ -129,11 +146,14 @@ class BudgetLedger:
         self._clock = clock
         self._on_alert = on_alert
         self._last_sweep = float("-inf")
+        # budgets -> (their lines, valid from, valid until): a clock that moves back recomputes.
+        self._lines_cache: dict[tuple[BudgetRule, ...], tuple[list[CounterLine], float, float]] = {}
+        self._ids = _ReservationIds()
 
     async def reserve(self, budgets: Sequence[BudgetRule], amount: Amount) -> Reservation | Refusal:
         """Hold ``amount`` against every budget in ``budgets``, or refuse without holding any."""
         now = self._clock()
-        lines = _dedupe(line for rule in budgets for line in rule.counter_lines(_utc(now)))
+        lines = self._lines(budgets, now)
         for line in lines:
             need = line.share_of(amount)
             if line.budget.hard and need > line.limit:
@@ -143,7 +163,7 @@ class BudgetLedger:
                     f"more than the whole {_period(line)} limit of {_show(line, line.limit)}",
                     None,
                 )
-        reservation_id = uuid.uuid4().hex
+        reservation_id = self._ids.next()
         expires_at = now + self._hold_ttl_s
         if not lines:
             return Reservation(reservation_id, amount, (), expires_at)
@@ -166,6 +186,20 @@ class BudgetLedger:
             if not by_key[key].budget.hard and spent + held > by_key[key].limit
         )
         return Reservation(reservation_id, amount, tuple(lines), expires_at, alerts)
+
+    def _lines(self, budgets: Sequence[BudgetRule], now: float) -> list[CounterLine]:
+        """The counter lines of ``budgets`` at ``now``, remembered until a window ends: the
+        same few budget sets come back on every request of the same caller."""
+        key = tuple(budgets)
+        cached = self._lines_cache.get(key)
+        if cached is not None and cached[1] <= now < cached[2]:
+            return cached[0]
+        lines = _dedupe(line for rule in budgets for line in rule.counter_lines(_utc(now)))
+        ends = [line.window_end.timestamp() for line in lines if line.window_end is not None]
+        if len(self._lines_cache) >= _LINES_CACHE_SIZE:
+            self._lines_cache.clear()  # budgets changed many times: start over
+        self._lines_cache[key] = (lines, now, min(ends, default=math.inf))
+        return lines
 
     async def settle(self, reservation: Reservation, actual: Amount) -> Settlement:
         """Charge the real cost and return the hold; settling the same id again charges nothing."""

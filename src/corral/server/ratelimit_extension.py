@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -211,6 +212,10 @@ class RateLimitExtension(Extension):
         self._tasks: list[asyncio.Task[None]] = []
         self._in_flight: dict[str, tuple[str, ...]] = {}  # lease id -> its slot keys
         self.lease_ttl_s = LEASE_TTL_S
+        # Lease ids unique across the processes sharing the counters, without a random draw
+        # (a system call) per request: a random prefix per process and a sequence number.
+        self._lease_prefix = secrets.token_hex(8)
+        self._lease_numbers = itertools.count(1)
         self.refusals = Counter(
             "corral_ratelimit_refusals",
             "Requests refused by a RateLimit, by limit kind",
@@ -257,7 +262,7 @@ class RateLimitExtension(Extension):
         now = time.time()
         window, weight = window_position(now)
         slot_keys = tuple(check.key for check in checks if not check.windowed)
-        lease = secrets.token_hex(8) if slot_keys else ""
+        lease = f"{self._lease_prefix}{next(self._lease_numbers):x}" if slot_keys else ""
         try:
             answer = await counters.admit(
                 [(c.key, c.windowed, c.limit, c.amount) for c in checks],

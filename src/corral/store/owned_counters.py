@@ -40,8 +40,9 @@ from corral.store.ratelimit_counters import EPSILON, Answer, CheckArgs, Correcti
 
 State = tuple[str, int, int]
 Hold = tuple[str, int, int | None]
-FINISHED_KEEP = 65_536
-"""Finished reservation ids remembered, so a duplicate settle is a no-op, not an error."""
+FINISHED_KEEP = 4_096
+"""Finished reservation ids remembered, so a duplicate settle is a no-op, not an error
+(the gateway settles each reservation once; this guards against a caller that does not)."""
 
 
 class OwnedBudgetCounters:
@@ -62,7 +63,9 @@ class OwnedBudgetCounters:
             raise
         self._held: dict[str, int] = {}
         self._open: dict[str, tuple[dict[str, int], float]] = {}
-        self._finished: collections.OrderedDict[str, tuple[str, dict[str, int]]] = (
+        # Settled and released ids keep only their state; expired ones their holds too, since
+        # a late settle still charges them.
+        self._finished: collections.OrderedDict[str, tuple[str, dict[str, int] | None]] = (
             collections.OrderedDict()
         )
         self._dirty: set[str] = set()
@@ -110,7 +113,7 @@ class OwnedBudgetCounters:
             self._held[key], self._spent[key] = held, spent
             self._dirty.add(key)
             states.append((key, spent, held))
-        self._remember(reservation_id, "settled", {})
+        self._remember(reservation_id, "settled", None)
         await self._durable()
         return state, states
 
@@ -119,7 +122,7 @@ class OwnedBudgetCounters:
         if state == "held":
             for key, amount in holds.items():
                 self._held[key] -= amount
-            self._remember(reservation_id, "released", {})
+            self._remember(reservation_id, "released", None)
         elif state == "expired":
             self._remember(reservation_id, state, holds)
         return state
@@ -132,9 +135,9 @@ class OwnedBudgetCounters:
         finished = self._finished.get(reservation_id)
         if finished is None:
             return "unknown", {}, False
-        return finished[0], finished[1], False
+        return finished[0], finished[1] or {}, False
 
-    def _remember(self, reservation_id: str, state: str, holds: dict[str, int]) -> None:
+    def _remember(self, reservation_id: str, state: str, holds: dict[str, int] | None) -> None:
         self._finished[reservation_id] = (state, holds)
         self._finished.move_to_end(reservation_id)
         while len(self._finished) > FINISHED_KEEP:
