@@ -250,7 +250,11 @@ class OwnedRateLimitCounters:
                 used.append(after)
             else:
                 held = leases.get(key)
-                in_flight = 0 if held is None else _live(held, now)
+                in_flight = 0 if held is None else len(held)
+                if in_flight + 1 > limit and held is not None:
+                    # Only a full limit needs to know which slots expired (their process
+                    # stopped renewing them): most admissions skip the walk.
+                    in_flight = _live(held, now)
                 if in_flight + 1 > limit:
                     return Answer(False, (), index, in_flight, 0)
                 used.append(in_flight + 1)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Literal
 
 import asyncpg
@@ -100,6 +101,8 @@ _COLUMNS = (
     "status",
     "stream",
 )
+_row = attrgetter(*_COLUMNS)
+"""A record as a table row (``dataclasses.astuple`` deep-copies every field: ~20 µs a record)."""
 
 
 def _group_sql(by: str) -> str:
@@ -146,7 +149,7 @@ class SqliteUsageRecords:
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
         if records:
-            await asyncio.to_thread(self._append, [astuple(record) for record in records])
+            await asyncio.to_thread(self._append, [_row(record) for record in records])
 
     def _append(self, rows: list[tuple[object, ...]]) -> None:
         with self._lock:
@@ -231,7 +234,7 @@ class PostgresUsageRecords:
     async def append(self, records: Sequence[UsageRecord]) -> None:
         if not records:
             return
-        rows = [astuple(record) for record in records]
+        rows = [_row(record) for record in records]
         columns = [list(column) for column in zip(*rows, strict=True)]
         async with self._pool.acquire() as conn:
             await conn.execute(self._insert, *columns)
