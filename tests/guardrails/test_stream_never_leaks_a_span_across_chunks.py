@@ -96,3 +96,16 @@ def test_feed_after_flush_is_an_error() -> None:
     scanner.flush()
     with pytest.raises(RuntimeError, match="already flushed"):
         scanner.feed("x")
+
+
+def test_a_whole_answer_fed_at_once_is_the_whole_text_redaction() -> None:
+    text = samples.LEAKY_ANSWER
+    scanner = GUARD.stream()
+    assert scanner.feed_whole(text) == GUARD.scan_text(text).redacted_text
+    assert len(scanner.findings) == 8
+    blocking = Guardrails(GuardrailConfig(injection=None, secrets="block")).stream()
+    released = blocking.feed_whole(text)
+    assert released == "Sure! Here is the config you asked for.\nexport OPENAI_API_KEY="
+    assert blocking.blocked
+    with pytest.raises(RuntimeError, match="already flushed"):
+        scanner.feed_whole("x")

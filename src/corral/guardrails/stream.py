@@ -81,6 +81,17 @@ class StreamScanner:
         )
         return self._release(frontier)
 
+    def feed_whole(self, text: str) -> str:
+        """``feed(text) + flush()`` in one step, for an answer that arrives whole: nothing has
+        to be held back, so the settled-tail search is skipped. Same result, same findings."""
+        if not isinstance(text, str):
+            raise TypeError(f"StreamScanner.feed_whole: expected str, got {type(text).__name__}")
+        if self._flushed:
+            raise RuntimeError("StreamScanner.feed_whole: the stream was already flushed")
+        if not self._blocked:
+            self._buffer += text
+        return self.flush()
+
     def flush(self) -> str:
         if self._flushed:
             raise RuntimeError("StreamScanner.flush: the stream was already flushed")

@@ -171,7 +171,7 @@ class JsonOutputHook(_OutputScreen):
         text = holder.get(key)
         if isinstance(text, str) and text:
             scanner = self._content_scanner(choice, index)
-            screened = scanner.feed(text) + scanner.flush()
+            screened = scanner.feed_whole(text)
             changed |= screened != text
             holder[key] = screened
         tool_calls = holder.get("tool_calls")
@@ -181,7 +181,7 @@ class JsonOutputHook(_OutputScreen):
                 arguments = function.get("arguments") if isinstance(function, dict) else None
                 if isinstance(function, dict) and isinstance(arguments, str) and arguments:
                     scanner = self._tool_scanner(choice, index, tool)
-                    screened = scanner.feed(arguments) + scanner.flush()
+                    screened = scanner.feed_whole(arguments)
                     changed |= screened != arguments
                     function["arguments"] = screened
         choice.done = True
