@@ -1,0 +1,237 @@
+"""Typed journal entries of a session, and the stream events SSE consumers read.
+
+A session is its journal: every entry below is one row (``kind`` + the orjson bytes of its
+payload) in the session journal store, and the orchestration (:mod:`corral.agents.orchestration`)
+decides the next step from these entries alone. Payload keys are short because a dormant
+session's rows must stay small (the issue budgets 2 KB a session).
+
+``step`` numbers activities (model and tool calls) from 1 in the order they are scheduled; the
+idempotency key of step ``n`` is ``f"{session_id}:{n}"``. A tool call that needs approval gets
+its step number when the approval is requested, and keeps it.
+
+:class:`StreamEvent` is what a live subscriber sees (``corral.agents.stream``): the SSE event
+types of the sessions API, derived from journal entries plus model deltas, which are not
+journaled (the completed model message is).
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass
+from typing import Any, Literal
+
+import orjson
+
+ActivityKind = Literal["model", "tool"]
+State = Literal[
+    "active", "waiting_approval", "waiting_input", "completed", "failed", "terminated", "expired"
+]
+STATES: tuple[State, ...] = (
+    "active",
+    "waiting_approval",
+    "waiting_input",
+    "completed",
+    "failed",
+    "terminated",
+    "expired",
+)
+ENDED: frozenset[str] = frozenset({"completed", "failed", "terminated", "expired"})
+PASSIVE: frozenset[str] = frozenset({"waiting_approval", "waiting_input"})
+
+
+def idempotency_key(session_id: str, step: int) -> str:
+    return f"{session_id}:{step}"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    kind = "session_created"
+    namespace: str
+    agent: str
+    limits: dict[str, Any]
+    memory: str = "conversation"
+    user: str | None = None
+    actors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage:
+    kind = "user_message"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityScheduled:
+    """An activity about to run. For tools: which function, with which arguments, for which
+    model tool-call id. ``attempt`` counts retries (after a crash or a retryable failure)."""
+
+    kind = "activity_scheduled"
+    step: int
+    activity: ActivityKind
+    key: str
+    function: str | None = None
+    arguments: dict[str, Any] | None = None
+    call_id: str | None = None
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityCompleted:
+    """Model: ``{"message": {...}, "usage": {...}}``. Tool: ``{"content": str, "error": bool}``."""
+
+    kind = "activity_completed"
+    step: int
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityFailed:
+    """``retryable`` failures are scheduled again (model calls, up to a few attempts); others
+    are final for the step (a tool's failure goes back to the model as a tool error)."""
+
+    kind = "activity_failed"
+    step: int
+    code: str
+    error: str
+    retryable: bool = False
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    kind = "approval_requested"
+    step: int
+    function: str
+    arguments: dict[str, Any]
+    call_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalDecided:
+    kind = "approval_decided"
+    step: int
+    approved: bool
+    reason: str = ""
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    kind = "final"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """A visible problem the session survived or ended with (bad tool call, bad result…)."""
+
+    kind = "error"
+    code: str
+    message: str
+    step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Terminated:
+    """The session ended ``failed`` or ``terminated`` (limits, a person, a fatal error)."""
+
+    kind = "terminated"
+    state: Literal["failed", "terminated", "completed"]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    kind = "expired"
+    reason: str
+
+
+Event = (
+    SessionCreated
+    | UserMessage
+    | ActivityScheduled
+    | ActivityCompleted
+    | ActivityFailed
+    | ApprovalRequested
+    | ApprovalDecided
+    | Final
+    | Error
+    | Terminated
+    | Expired
+)
+_TYPES: dict[str, type[Any]] = {
+    cls.kind: cls
+    for cls in (
+        SessionCreated,
+        UserMessage,
+        ActivityScheduled,
+        ActivityCompleted,
+        ActivityFailed,
+        ApprovalRequested,
+        ApprovalDecided,
+        Final,
+        Error,
+        Terminated,
+        Expired,
+    )
+}
+_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(cls.__dataclass_fields__) for kind, cls in _TYPES.items()
+}
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    kind: {
+        name: f.default for name, f in cls.__dataclass_fields__.items() if f.default is not MISSING
+    }
+    for kind, cls in _TYPES.items()
+}
+
+
+def encode(event: Event) -> tuple[str, bytes]:
+    """(kind, payload): fields at their default values are left out, to keep rows small."""
+    defaults = _DEFAULTS[event.kind]
+    payload = {
+        name: value
+        for name in _FIELDS[event.kind]
+        if (value := getattr(event, name)) != defaults.get(name, _MISSING)
+    }
+    return event.kind, orjson.dumps(payload)
+
+
+def decode(kind: str, payload: bytes) -> Event:
+    cls = _TYPES.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown journal entry kind {kind!r}")
+    values = orjson.loads(payload)
+    if kind == "session_created" and "actors" in values:
+        values["actors"] = tuple(values["actors"])
+    event: Event = cls(**values)
+    return event
+
+
+def to_json(event: Event) -> dict[str, Any]:
+    """The entry as the sessions API shows it: ``{"kind": …, …fields}``."""
+    return {"kind": event.kind, **{name: getattr(event, name) for name in _FIELDS[event.kind]}}
+
+
+_MISSING = object()
+
+StreamType = Literal[
+    "state",
+    "step_started",
+    "model_delta",
+    "tool_call",
+    "approval_needed",
+    "tool_result",
+    "final",
+    "error",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One server-sent event: ``type`` is the SSE event name, ``data`` its JSON body."""
+
+    type: StreamType
+    session_id: str
+    data: dict[str, Any]
+    step: int | None = None
