@@ -129,6 +129,9 @@ class Error:
     code: str
     message: str
     step: int | None = None
+    call_id: str | None = None
+    """Set when the error answers one tool call of the model (it goes back as that call's
+    result, so the model can correct itself)."""
 
 
 @dataclass(frozen=True, slots=True)

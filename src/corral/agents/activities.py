@@ -1,0 +1,179 @@
+"""Activities: the side effects of a session (a model call, a tool call), run through the seams.
+
+Each returns the result that will be journaled, or raises :class:`ActivityError` with a code,
+a message and whether trying again may help. Every outcome of the outside world is turned into
+one of the two here, so a model that streams garbage, a tool that hangs, crashes or answers in
+a shape nobody can read become journaled, visible errors rather than a stuck or lost session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from corral.agents.config import ToolBinding
+from corral.agents.seams import ModelCaller, ToolCaller
+
+MAX_TOOL_RESULT = 64 * 1024
+"""Characters of a tool's answer kept in the journal and shown to the model."""
+
+
+class ActivityError(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+async def call_model(
+    model: ModelCaller,
+    request: dict[str, Any],
+    token: str,
+    *,
+    seconds: float,
+    on_delta: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """``{"message": {"content", "tool_calls"?}, "usage": {...}}`` of one chat completion."""
+    try:
+        async with asyncio.timeout(seconds):
+            response = await model(request, token)
+            if isinstance(response, Mapping):
+                return _from_response(response)
+            return await _from_stream(response, on_delta)
+    except ActivityError:
+        raise
+    except TimeoutError:
+        raise ActivityError(
+            "model_timeout", f"the model call took longer than {seconds:.0f}s", retryable=True
+        ) from None
+    except Exception as error:  # the gateway's answer or a transport failure, kept as data
+        raise ActivityError("model_error", _describe(error), retryable=True) from error
+
+
+def _from_response(response: Mapping[str, Any]) -> dict[str, Any]:
+    choices = response.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        raise ActivityError(
+            "bad_model_response", "the model's response has no choices[0]", retryable=True
+        )
+    message = choices[0].get("message")
+    if not isinstance(message, Mapping):
+        raise ActivityError(
+            "bad_model_response", "the model's choices[0] has no message", retryable=True
+        )
+    out: dict[str, Any] = {"content": message.get("content")}
+    if message.get("tool_calls"):
+        out["tool_calls"] = message["tool_calls"]
+    return {"message": out, "usage": _usage(response.get("usage"))}
+
+
+async def _from_stream(
+    chunks: AsyncIterator[Mapping[str, Any]], on_delta: Callable[[dict[str, Any]], None] | None
+) -> dict[str, Any]:
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    usage: Any = None
+    async for chunk in chunks:
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                text.append(delta["content"])
+                if on_delta is not None:
+                    on_delta({"content": delta["content"]})
+            for part in delta.get("tool_calls") or ():
+                call = calls.setdefault(
+                    int(part.get("index", len(calls))),
+                    {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                call["id"] = part.get("id") or call["id"]
+                function = part.get("function") or {}
+                call["function"]["name"] += function.get("name") or ""
+                call["function"]["arguments"] += function.get("arguments") or ""
+    message: dict[str, Any] = {"content": "".join(text) if text else None}
+    if calls:
+        message["tool_calls"] = [calls[index] for index in sorted(calls)]
+    return {"message": message, "usage": _usage(usage)}
+
+
+def _usage(usage: Any) -> dict[str, Any]:
+    if not isinstance(usage, Mapping):
+        return {}
+    out = {
+        key: usage[key]
+        for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
+        if isinstance(usage.get(key), int | float)
+    }
+    if "total_tokens" not in out and ("prompt_tokens" in out or "completion_tokens" in out):
+        out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
+    return out
+
+
+async def call_tool(
+    tools: ToolCaller,
+    binding: ToolBinding,
+    arguments: dict[str, Any],
+    idempotency_key: str,
+    token: str,
+) -> dict[str, Any]:
+    """``{"content": str}`` (plus ``"error": True`` when the tool reported an error)."""
+    try:
+        async with asyncio.timeout(binding.timeout_seconds):
+            result = await tools.call(binding.tool, binding.name, arguments, idempotency_key, token)
+    except TimeoutError:
+        raise ActivityError(
+            "tool_timeout",
+            f"tool {binding.function} did not answer within {binding.timeout_seconds:g}s",
+        ) from None
+    except Exception as error:  # the tool's process or connection failed: the model is told
+        raise ActivityError(
+            "tool_failed", f"tool {binding.function} failed: {_describe(error)}"
+        ) from error
+    return tool_result(binding.function, result)
+
+
+def tool_result(function: str, result: Any) -> dict[str, Any]:
+    """The journaled form of an MCP tool result (or plain text); malformed ones are errors."""
+    if isinstance(result, str):
+        return {"content": result[:MAX_TOOL_RESULT]}
+    if not isinstance(result, Mapping):
+        raise ActivityError(
+            "malformed_tool_result",
+            f"tool {function} answered {type(result).__name__}, not an MCP result or text",
+        )
+    parts: list[str] = []
+    content = result.get("content")
+    if content is not None and not isinstance(content, list):
+        raise ActivityError("malformed_tool_result", f"tool {function}: content is not a list")
+    for item in content or ():
+        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+            raise ActivityError(
+                "malformed_tool_result", f"tool {function}: a content item has no type"
+            )
+        if item["type"] == "text":
+            parts.append(str(item.get("text", "")))
+        else:
+            parts.append(orjson.dumps(item).decode())
+    if not parts and "structuredContent" in result:
+        try:
+            parts.append(orjson.dumps(result["structuredContent"]).decode())
+        except TypeError as error:
+            raise ActivityError(
+                "malformed_tool_result", f"tool {function}: structuredContent: {error}"
+            ) from None
+    if not parts and content is None:
+        raise ActivityError("malformed_tool_result", f"tool {function}: the result has no content")
+    out: dict[str, Any] = {"content": "\n".join(parts)[:MAX_TOOL_RESULT]}
+    if result.get("isError"):
+        out["error"] = True
+    return out
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}"[:2_000]
