@@ -10,7 +10,6 @@ usage chunk, which the client did not ask for), and never passes the limit.
 from __future__ import annotations
 
 import re
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -67,15 +66,13 @@ def create_key(server: Corral, team: str) -> str:
 
 
 def counters(server: Corral, budget: str) -> tuple[int, int]:
-    """(spent, held) in tokens, read from the ledger's SQLite file once no hold is left."""
+    """(spent, held) in tokens as ``GET /corral/v1/budgets`` reports them once no hold is
+    left (the gateway process owns the counters: they live in its memory)."""
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
     while True:
-        with sqlite3.connect(server.state_dir / "budgets.db") as db:
-            spent, held = db.execute(
-                "SELECT coalesce(sum(spent), 0), coalesce(sum(held), 0)"
-                " FROM corral_budget_counters WHERE key LIKE ? AND key LIKE '%/tokens'",
-                (f"default/{budget}/%",),
-            ).fetchone()
+        items = server.api().get("/corral/v1/budgets").json()["items"]
+        (found,) = [item for item in items if item["name"] == budget]
+        spent, held = found["tokens"]["spent"], found["tokens"]["held"]
         if held == 0 or time.monotonic() > deadline:
             return int(spent), int(held)
         time.sleep(0.02)
