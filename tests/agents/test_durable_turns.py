@@ -73,7 +73,7 @@ async def test_conversation_memory_keeps_earlier_turns(make_runtime: Any) -> Non
 
 async def test_a_session_without_memory_completes_after_its_answer(make_runtime: Any) -> None:
     runtime = await make_runtime(
-        [agent(memory="none")], ScriptedModel(lambda m: reply("done")), RecordingTools()
+        [agent(memory="none")], ScriptedModel(lambda _m: reply("done")), RecordingTools()
     )
     sid = await runtime.create_session("default", "helper", message="go")
     assert await runtime.wait(sid) == "completed"
