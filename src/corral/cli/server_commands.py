@@ -108,7 +108,7 @@ def up(
     multiple=True,
     required=True,
     metavar="ROLE[,ROLE]",
-    help="any of apiserver, controllers, gateway; repeat or comma-separate",
+    help="any of apiserver, controllers, gateway, agents; repeat or comma-separate",
 )
 @click.option(
     "--store",

@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 APISERVER = "apiserver"
 CONTROLLERS = "controllers"
 GATEWAY = "gateway"
-ROLES = (APISERVER, CONTROLLERS, GATEWAY)
+AGENTS = "agents"
+ROLES = (APISERVER, CONTROLLERS, GATEWAY, AGENTS)
 """Roles one process can take; ``corral up`` takes them all."""
 
 STORE_FILE = "corral.db"

@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute
 from corral.audit import AuditEvent
 from corral.gateway import Stage
 from corral.server.config import ServerConfig
+from corral.server.http import App
 from corral.store.protocol import Store
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class ServerContext:
     """Set by the audit extension when it starts; the others record through it."""
     access: AccessFeed | None = None
     """The gateway's key and policy feed; None in a process without the gateway role."""
+    listen_url: str | None = None
+    """``http://host:port`` this process listens on (set before the extensions start)."""
 
 
 class Extension:
@@ -81,6 +84,11 @@ class Extension:
 
     def public_routes(self) -> Sequence[BaseRoute]:
         """Routes anyone may call (``/.well-known/...``), on every process that listens."""
+        return ()
+
+    def surface_apps(self) -> Sequence[tuple[str, App]]:
+        """ASGI apps that own a path prefix under ``/v1/`` beside the gateway (the sessions
+        API's ``/v1/agents/``); they authenticate callers themselves."""
         return ()
 
     @property

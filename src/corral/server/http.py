@@ -1,7 +1,8 @@
 """One listening port per process, and what answers on it.
 
-:class:`Dispatcher` is the ASGI app uvicorn runs: ``/v1/...`` goes to the gateway (one
-``startswith`` on the hot path, nothing else), the Endpoint logs route to the controllers' log
+:class:`Dispatcher` is the ASGI app uvicorn runs: ``/v1/...`` goes to the gateway (a
+``startswith`` or two on the hot path, nothing else) unless a mounted app (the sessions API
+under ``/v1/agents/``) owns the prefix, the Endpoint logs route to the controllers' log
 reader, ``/.well-known/...`` to the public routes (the JWKS), and everything else to the API
 server — or, in a process without one, to :class:`HealthApp` (``/healthz``, ``/readyz``,
 ``/metrics``). Also here: the embedded uvicorn server (no signal
@@ -43,7 +44,7 @@ _log = logging.getLogger(__name__)
 class Dispatcher:
     """Routes each request to the app that owns its path; lifespan is answered here."""
 
-    __slots__ = ("_gateway", "_logs", "_public", "_rest")
+    __slots__ = ("_gateway", "_logs", "_mounts", "_public", "_rest")
 
     def __init__(
         self,
@@ -52,17 +53,29 @@ class Dispatcher:
         gateway: App | None = None,
         logs: App | None = None,
         public: App | None = None,
+        mounts: tuple[tuple[str, App], ...] = (),
     ) -> None:
         self._gateway = gateway
         self._logs = logs
         self._public = public
         self._rest = rest
+        self._mounts = mounts
+        for prefix, _app in mounts:
+            if not prefix.startswith(GATEWAY_PREFIX) or not prefix.endswith("/"):
+                raise ValueError(f"mount {prefix!r}: expected a /v1/.../ prefix")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if self._gateway is not None and path.startswith(GATEWAY_PREFIX):
-                await self._gateway(scope, receive, send)
+            if path.startswith(GATEWAY_PREFIX):
+                for prefix, app in self._mounts:
+                    if path.startswith(prefix):
+                        await app(scope, receive, send)
+                        return
+                if self._gateway is not None:
+                    await self._gateway(scope, receive, send)
+                else:
+                    await self._rest(scope, receive, send)
             elif self._logs is not None and is_logs_path(path):
                 await self._logs(scope, receive, send)
             elif self._public is not None and path.startswith(PUBLIC_PREFIX):

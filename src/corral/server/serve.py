@@ -239,6 +239,7 @@ async def _run_roles_with(
         token, created = load_or_create_admin_token(state_dir)
         authenticate = admin_token_check(token)
         listener = _listen(config.host, config.port)
+        context.listen_url = url_of(listener)
         if GATEWAY in config.roles:
             access = context.access = AccessFeed(store, authenticate)
         await _start_extensions(extensions)
@@ -272,8 +273,11 @@ async def _run_roles_with(
         )
         public_routes = [route for e in extensions for route in e.public_routes()]
         public = Router(routes=public_routes) if public_routes else None
+        mounts = tuple(mount for e in extensions for mount in e.surface_apps())
         http = EmbeddedUvicorn(
-            uvicorn_config(Dispatcher(rest=rest, gateway=gateway, logs=logs, public=public))
+            uvicorn_config(
+                Dispatcher(rest=rest, gateway=gateway, logs=logs, public=public, mounts=mounts)
+            )
         )
         quiet_shutdown = QuietShutdown(http)
         _UVICORN_LOG.addFilter(quiet_shutdown)
