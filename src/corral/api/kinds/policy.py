@@ -52,11 +52,15 @@ action invoke appliesTo {
     model: String, estimated_tokens: Long, time: Clock, client_ip?: ipaddr, stream?: Bool
   }
 };
-action call appliesTo {
+// call_without_approval: asked after a permitted call; a permit waives the approval that
+// write/destructive tools need, a forbid makes any call wait for a person. tool (the MCP tool),
+// risk (its effective risk) and user (on whose behalf) are set on calls from agent sessions.
+action call, call_without_approval appliesTo {
   principal: [User, ApiKey, Agent],
   resource: [Tool],
   context: {
-    arguments: Arguments, argument_names: Set<String>, time: Clock, client_ip?: ipaddr
+    arguments: Arguments, argument_names: Set<String>, time: Clock, client_ip?: ipaddr,
+    tool?: String, risk?: String, user?: String
   }
 };
 action apply, delete appliesTo {
