@@ -9,6 +9,8 @@ a shape nobody can read become journaled, visible errors rather than a stuck or 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -19,6 +21,61 @@ from corral.agents.seams import ModelCaller, ToolCaller
 
 MAX_TOOL_RESULT = 64 * 1024
 """Characters of a tool's answer kept in the journal and shown to the model."""
+
+
+class Deadlines:
+    """Timeouts for activities at the cost of a heap push each, not a timer each.
+
+    ``asyncio.timeout`` arms a loop timer per call (tens of microseconds with its cancel); at
+    thousands of steps a second that is a tenth of the runtime's time. Here one ticker task
+    wakes every ``resolution`` seconds and cancels the tasks whose deadline passed, so a
+    timeout fires up to ``resolution`` late: fine for tool timeouts counted in seconds.
+    """
+
+    def __init__(self, resolution: float = 0.05) -> None:
+        self._resolution = resolution
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._heap: list[tuple[float, int, asyncio.Task[Any]]] = []
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._order = 0
+
+    def arm(self, seconds: float) -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("activities run in a task")
+        deadline = time.monotonic() + seconds
+        self._deadlines[task] = deadline
+        self._order += 1
+        heapq.heappush(self._heap, (deadline, self._order, task))
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        return task
+
+    def disarm(self, task: asyncio.Task[Any]) -> bool:
+        """Forget the deadline; True when it had fired (the cancellation was ours)."""
+        self._deadlines.pop(task, None)
+        if task in self._expired:
+            self._expired.discard(task)
+            task.uncancel()
+            return True
+        return False
+
+    async def _tick(self) -> None:
+        while self._heap:
+            await asyncio.sleep(self._resolution)
+            now = time.monotonic()
+            heap = self._heap
+            while heap and heap[0][0] <= now:
+                deadline, _, task = heapq.heappop(heap)
+                if self._deadlines.get(task) == deadline:
+                    del self._deadlines[task]
+                    self._expired.add(task)
+                    task.cancel()
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
 
 
 class ActivityError(Exception):
@@ -35,23 +92,50 @@ async def call_model(
     token: str,
     *,
     seconds: float,
+    deadlines: Deadlines | None = None,
     on_delta: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """``{"message": {"content", "tool_calls"?}, "usage": {...}}`` of one chat completion."""
+    """``{"message": {"content", "tool_calls"?}, "usage": {...}}`` of one chat completion.
+
+    The runtime passes its :class:`Deadlines`; without one the call arms its own timer."""
+    if deadlines is None:
+        try:
+            async with asyncio.timeout(seconds):
+                return await _model_call(model, request, token, on_delta)
+        except TimeoutError:
+            raise _model_timeout(seconds) from None
+    task = deadlines.arm(seconds)
     try:
-        async with asyncio.timeout(seconds):
-            response = await model(request, token)
-            if isinstance(response, Mapping):
-                return _from_response(response)
-            return await _from_stream(response, on_delta)
-    except ActivityError:
+        return await _model_call(model, request, token, on_delta)
+    except asyncio.CancelledError:
+        if deadlines.disarm(task):
+            raise _model_timeout(seconds) from None
         raise
-    except TimeoutError:
-        raise ActivityError(
-            "model_timeout", f"the model call took longer than {seconds:.0f}s", retryable=True
-        ) from None
+    finally:
+        deadlines.disarm(task)
+
+
+async def _model_call(
+    model: ModelCaller,
+    request: dict[str, Any],
+    token: str,
+    on_delta: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    try:
+        response = await model(request, token)
+        if isinstance(response, Mapping):
+            return _from_response(response)
+        return await _from_stream(response, on_delta)
+    except (ActivityError, asyncio.CancelledError):
+        raise
     except Exception as error:  # the gateway's answer or a transport failure, kept as data
         raise ActivityError("model_error", _describe(error), retryable=True) from error
+
+
+def _model_timeout(seconds: float) -> ActivityError:
+    return ActivityError(
+        "model_timeout", f"the model call took longer than {seconds:.1f}s", retryable=True
+    )
 
 
 def _from_response(response: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,21 +204,49 @@ async def call_tool(
     arguments: dict[str, Any],
     idempotency_key: str,
     token: str,
+    deadlines: Deadlines | None = None,
 ) -> dict[str, Any]:
     """``{"content": str}`` (plus ``"error": True`` when the tool reported an error)."""
+    if deadlines is None:
+        try:
+            async with asyncio.timeout(binding.timeout_seconds):
+                return await _tool_call(tools, binding, arguments, idempotency_key, token)
+        except TimeoutError:
+            raise _tool_timeout(binding) from None
+    task = deadlines.arm(binding.timeout_seconds)
     try:
-        async with asyncio.timeout(binding.timeout_seconds):
-            result = await tools.call(binding.tool, binding.name, arguments, idempotency_key, token)
-    except TimeoutError:
-        raise ActivityError(
-            "tool_timeout",
-            f"tool {binding.function} did not answer within {binding.timeout_seconds:g}s",
-        ) from None
+        return await _tool_call(tools, binding, arguments, idempotency_key, token)
+    except asyncio.CancelledError:
+        if deadlines.disarm(task):
+            raise _tool_timeout(binding) from None
+        raise
+    finally:
+        deadlines.disarm(task)
+
+
+async def _tool_call(
+    tools: ToolCaller,
+    binding: ToolBinding,
+    arguments: dict[str, Any],
+    idempotency_key: str,
+    token: str,
+) -> dict[str, Any]:
+    try:
+        result = await tools.call(binding.tool, binding.name, arguments, idempotency_key, token)
+    except asyncio.CancelledError:
+        raise
     except Exception as error:  # the tool's process or connection failed: the model is told
         raise ActivityError(
             "tool_failed", f"tool {binding.function} failed: {_describe(error)}"
         ) from error
     return tool_result(binding.function, result)
+
+
+def _tool_timeout(binding: ToolBinding) -> ActivityError:
+    return ActivityError(
+        "tool_timeout",
+        f"tool {binding.function} did not answer within {binding.timeout_seconds:g}s",
+    )
 
 
 def tool_result(function: str, result: Any) -> dict[str, Any]:

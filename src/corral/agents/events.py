@@ -162,6 +162,7 @@ Event = (
     | Terminated
     | Expired
 )
+_MISSING: Any = object()
 _TYPES: dict[str, type[Any]] = {
     cls.kind: cls
     for cls in (
@@ -181,22 +182,22 @@ _TYPES: dict[str, type[Any]] = {
 _FIELDS: dict[str, tuple[str, ...]] = {
     kind: tuple(cls.__dataclass_fields__) for kind, cls in _TYPES.items()
 }
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    kind: {
-        name: f.default for name, f in cls.__dataclass_fields__.items() if f.default is not MISSING
-    }
+_SPECS: dict[str, tuple[tuple[str, Any], ...]] = {
+    kind: tuple(
+        (name, _MISSING if f.default is MISSING else f.default)
+        for name, f in cls.__dataclass_fields__.items()
+    )
     for kind, cls in _TYPES.items()
 }
 
 
 def encode(event: Event) -> tuple[str, bytes]:
     """(kind, payload): fields at their default values are left out, to keep rows small."""
-    defaults = _DEFAULTS[event.kind]
-    payload = {
-        name: value
-        for name in _FIELDS[event.kind]
-        if (value := getattr(event, name)) != defaults.get(name, _MISSING)
-    }
+    payload = {}
+    for name, default in _SPECS[event.kind]:
+        value = getattr(event, name)
+        if value is not default and value != default:
+            payload[name] = value
     return event.kind, orjson.dumps(payload)
 
 
@@ -215,8 +216,6 @@ def to_json(event: Event) -> dict[str, Any]:
     """The entry as the sessions API shows it: ``{"kind": …, …fields}``."""
     return {"kind": event.kind, **{name: getattr(event, name) for name in _FIELDS[event.kind]}}
 
-
-_MISSING = object()
 
 StreamType = Literal[
     "state",

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from corral.agents.activities import ActivityError, call_model, call_tool
+from corral.agents.activities import ActivityError, Deadlines, call_model, call_tool
 from corral.agents.config import AgentConfig, AgentDirectory
 from corral.agents.events import (
     ENDED,
@@ -106,6 +106,8 @@ class Runner:
         self._clock = clock
         self.live: dict[str, Live] = {}
         self._slots: dict[tuple[str, str], asyncio.Semaphore] = {}
+        self._deadlines = Deadlines()
+        self._tool_specs: dict[int, tuple[AgentConfig, list[dict[str, Any]]]] = {}
 
     # -- journal writes ----------------------------------------------------------------------
 
@@ -312,6 +314,7 @@ class Runner:
                 await live.task
 
     async def cancel_all(self) -> list[str]:
+        self._deadlines.close()
         held = [sid for sid, live in self.live.items() if live.leased]
         lives = list(self.live.values())
         for live in lives:
@@ -322,6 +325,17 @@ class Runner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await live.task
         return held
+
+    def _openai_tools(self, config: AgentConfig) -> list[dict[str, Any]]:
+        """The request's ``tools`` for this config object, built once (configs are frozen; a
+        changed Agent is a new object)."""
+        cached = self._tool_specs.get(id(config))
+        if cached is None or cached[0] is not config:
+            if len(self._tool_specs) > 1_000:
+                self._tool_specs.clear()
+            cached = (config, [binding.openai_tool() for binding in config.tools.values()])
+            self._tool_specs[id(config)] = cached
+        return cached[1]
 
     def _slot(self, config: AgentConfig) -> asyncio.Semaphore | None:
         limit = config.limits.max_concurrent_sessions
@@ -422,7 +436,7 @@ class Runner:
             )
         request: dict[str, Any] = {"model": config.model, "messages": _messages(config, s)}
         if config.tools:
-            request["tools"] = [binding.openai_tool() for binding in config.tools.values()]
+            request["tools"] = self._openai_tools(config)
         on_delta = None
         if self._hub.watched(s.id):
 
@@ -436,6 +450,7 @@ class Runner:
                 request,
                 self._tokens.model_token(live.info(), config),
                 seconds=max(remaining, 0.001),
+                deadlines=self._deadlines,
                 on_delta=on_delta,
             )
         except ActivityError as error:
@@ -476,6 +491,7 @@ class Runner:
                 run.arguments,
                 key,
                 self._tokens.tool_token(live.info(), config, binding.tool),
+                self._deadlines,
             )
         except ActivityError as error:
             await self._write(live, [ActivityFailed(run.step, error.code, error.message)])

@@ -86,6 +86,8 @@ class Append:
     claim: Sequence[str]
     lease_seconds: float
     future: asyncio.Future[None] = field(repr=False)
+    create: SessionRow | None = None
+    """A new session: its row is inserted in the same commit as its first events."""
 
     @property
     def last_seq(self) -> int:
@@ -160,6 +162,29 @@ def fail_followers(batch: Sequence[Append], outcomes: list[BaseException | None]
                 item.session_id,
                 f"an earlier append in the same commit failed ({failed[item.session_id]})",
             )
+
+
+def creation(
+    session_id: str,
+    namespace: str,
+    agent: str,
+    events: Sequence[NewEvent],
+    *,
+    state: str,
+    owner: str | None,
+    lease_seconds: float,
+    summary: bytes,
+    wake_at: float | None,
+    now: float,
+) -> Append:
+    """The queued append that creates a session (both backends group-commit creations)."""
+    last_seq = events[-1][1] if events else 0
+    lease = now + lease_seconds if owner else None
+    row = SessionRow(
+        session_id, namespace, agent, state, owner, lease, wake_at, now, now, last_seq, summary
+    )
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    return Append(session_id, events, None, None, None, None, False, (), 0.0, future, row)
 
 
 def check_page_size(limit: int) -> int:

@@ -29,6 +29,7 @@ from corral.store.session_journal import (
     SessionConflict,
     SessionRow,
     check_page_size,
+    creation,
     fail_followers,
 )
 
@@ -57,6 +58,11 @@ _COLUMNS = (
     "summary"
 )
 _S_COLUMNS = ", ".join("s." + column for column in _COLUMNS.split(", "))
+_INSERT_SESSIONS = (
+    f"INSERT INTO agent_sessions ({_COLUMNS}) SELECT * FROM unnest($1::text[], $2::text[], "
+    "$3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], $8::float8[], "
+    "$9::float8[], $10::bigint[], $11::bytea[])"
+)
 _INSERT_EVENTS = (
     "INSERT INTO agent_events SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], "
     "$4::bytea[], $5::float8[])"
@@ -126,28 +132,20 @@ class PostgresSessionJournal:
         wake_at: float | None = None,
         now: float,
     ) -> None:
-        last_seq = events[-1][1] if events else 0
-        lease = now + lease_seconds if owner else None
-        async with self._pool.acquire() as connection, connection.transaction():
-            try:
-                await connection.execute(
-                    f"INSERT INTO agent_sessions ({_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10)",
-                    session_id,
-                    namespace,
-                    agent,
-                    state,
-                    owner,
-                    lease,
-                    wake_at,
-                    now,
-                    last_seq,
-                    summary,
-                )
-            except asyncpg.UniqueViolationError as error:
-                raise SessionConflict(session_id, "a session with this id exists") from error
-            if events:
-                await connection.execute(_INSERT_EVENTS, *_columns(events))
+        await self._committer.submit(
+            creation(
+                session_id,
+                namespace,
+                agent,
+                events,
+                state=state,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                summary=summary,
+                wake_at=wake_at,
+                now=now,
+            )
+        )
 
     def append(
         self,
@@ -196,9 +194,7 @@ class PostgresSessionJournal:
                 async with self._writer.transaction():
                     (outcomes[index],) = await self._write([item], now)
             except asyncpg.UniqueViolationError:
-                outcomes[index] = SessionConflict(
-                    item.session_id, f"journal sequence {item.events[0][1]} is taken"
-                )
+                outcomes[index] = _taken(item)
             if outcomes[index] is not None:
                 lost.add(item.session_id)
         return outcomes
@@ -207,6 +203,11 @@ class PostgresSessionJournal:
         connection = self._writer
         outcomes: list[BaseException | None] = [None] * len(batch)
         lost: set[str] = set()
+        created = [item.create for item in batch if item.create is not None]
+        if created:
+            await connection.execute(
+                _INSERT_SESSIONS, *([row[i] for row in created] for i in range(11))
+            )
         for index, item in enumerate(batch):
             if item.claim:
                 row = await connection.fetchrow(
@@ -226,7 +227,10 @@ class PostgresSessionJournal:
         updates = [
             item
             for item, outcome in zip(batch, outcomes, strict=True)
-            if outcome is None and not item.claim and item.session_id not in lost
+            if outcome is None
+            and not item.claim
+            and item.create is None
+            and item.session_id not in lost
         ]
         if updates:
             merged = _merge(updates)
@@ -246,7 +250,12 @@ class PostgresSessionJournal:
                 )
             }
             for index, item in enumerate(batch):
-                if outcomes[index] is None and not item.claim and item.session_id not in kept:
+                if (
+                    outcomes[index] is None
+                    and not item.claim
+                    and item.create is None
+                    and item.session_id not in kept
+                ):
                     outcomes[index] = _lost(item)
         fail_followers(batch, outcomes)
         events = [
@@ -404,6 +413,12 @@ def _merge(items: list[Append]) -> list[tuple[Any, ...]]:
         if item.release:
             row[6] = True
     return [tuple(row) for row in merged.values()]
+
+
+def _taken(item: Append) -> SessionConflict:
+    if item.create is not None:
+        return SessionConflict(item.session_id, "a session with this id exists")
+    return SessionConflict(item.session_id, f"journal sequence {item.events[0][1]} is taken")
 
 
 def _lost(item: Append) -> SessionConflict:

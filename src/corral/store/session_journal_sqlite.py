@@ -11,9 +11,10 @@ range, tens of microseconds, cheaper than a hop to a thread).
 from __future__ import annotations
 
 import asyncio
+import collections
 import sqlite3
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from corral.store.session_journal import (
     SessionConflict,
     SessionRow,
     check_page_size,
+    creation,
 )
 
 T = TypeVar("T")
@@ -50,6 +52,9 @@ _COLUMNS = (
     "id, namespace, agent, state, owner, lease_expires, wake_at, created, updated, last_seq, "
     "summary"
 )
+_INSERT_SESSION = (
+    f"INSERT INTO agent_sessions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INSERT_EVENT = "INSERT INTO agent_events VALUES (?, ?, ?, ?, ?)"
 # One statement per append: fences the lease (a worker that lost its lease cannot write) and
 # keeps the row's last_seq/updated/state in step with the events in the same transaction.
@@ -59,7 +64,7 @@ _UPDATE = (
     "wake_at = CASE WHEN ? THEN nullif(?, 0) ELSE wake_at END, "
     "owner = CASE WHEN ? THEN NULL ELSE owner END, "
     "lease_expires = CASE WHEN ? THEN NULL ELSE lease_expires END "
-    "WHERE id = ? AND (? IS NULL OR owner = ?)"
+    "WHERE id = ?"
 )
 
 
@@ -80,6 +85,8 @@ class SqliteSessionJournal:
         self._reader = reader
         self._thread = thread
         self._committer = GroupCommitter(self._write_batch)
+        self._owners: dict[str, str] = {}
+        """Leases held now (writer thread only): this process is the file's only writer."""
 
     @classmethod
     async def open(cls, path: str) -> SqliteSessionJournal:
@@ -128,41 +135,20 @@ class SqliteSessionJournal:
         wake_at: float | None = None,
         now: float,
     ) -> None:
-        last_seq = events[-1][1] if events else 0
-        lease = now + lease_seconds if owner else None
-        row = (
-            session_id,
-            namespace,
-            agent,
-            state,
-            owner,
-            lease,
-            wake_at,
-            now,
-            now,
-            last_seq,
-            summary,
+        await self._committer.submit(
+            creation(
+                session_id,
+                namespace,
+                agent,
+                events,
+                state=state,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                summary=summary,
+                wake_at=wake_at,
+                now=now,
+            )
         )
-
-        def work() -> None:
-            db = self._writer
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(
-                    f"INSERT INTO agent_sessions ({_COLUMNS}) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                )
-                db.executemany(_INSERT_EVENT, events)
-            except sqlite3.IntegrityError as error:
-                db.execute("ROLLBACK")
-                raise SessionConflict(session_id, "a session with this id exists") from error
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-
-        await self._on_thread(work)
 
     def append(
         self,
@@ -195,8 +181,26 @@ class SqliteSessionJournal:
 
     # -- the writer thread -------------------------------------------------------------
 
-    def _apply(self, db: sqlite3.Connection, item: Append, now: float) -> bool:
-        """The session-row half of one append; False when the lease or claim does not hold."""
+    def _apply(
+        self,
+        db: sqlite3.Connection,
+        item: Append,
+        now: float,
+        leases: MutableMapping[str, str | None],
+    ) -> bool:
+        """The session-row half of one append; False when the lease or claim does not hold.
+
+        Lease changes go to ``leases`` (this commit's view), merged into ``_owners`` once it
+        commits. The fence is a dictionary lookup, not a statement: only this process writes
+        the file, so ``_owners`` is exact, and a plain step (no state change) costs one
+        event-row insert.
+        """
+        sid = item.session_id
+        if item.create is not None:
+            db.execute(_INSERT_SESSION, item.create)
+            if item.create.owner is not None:
+                leases[sid] = item.create.owner
+            return True
         if item.claim:
             marks = ", ".join("?" * len(item.claim))
             cursor = db.execute(
@@ -211,12 +215,25 @@ class SqliteSessionJournal:
                     item.last_seq,
                     item.state,
                     item.summary,
-                    item.session_id,
+                    sid,
                     *item.claim,
                 ),
             )
-            return cursor.rowcount == 1
-        wake_set = item.wake_at is not None
+            if cursor.rowcount != 1:
+                return False
+            leases[sid] = item.owner
+            return True
+        if item.owner is not None:
+            owner = leases[sid] if sid in leases else self._owners.get(sid)
+            if owner != item.owner:
+                return False
+        if (
+            item.state is None
+            and item.summary is None
+            and item.wake_at is None
+            and not item.release
+        ):
+            return True
         cursor = db.execute(
             _UPDATE,
             (
@@ -224,27 +241,35 @@ class SqliteSessionJournal:
                 now,
                 item.state,
                 item.summary,
-                wake_set,
+                item.wake_at is not None,
                 item.wake_at,
                 item.release,
                 item.release,
-                item.session_id,
-                item.owner,
-                item.owner,
+                sid,
             ),
         )
+        if item.release:
+            leases[sid] = None
         return cursor.rowcount == 1
+
+    def _settle(self, leases: dict[str, str | None]) -> None:
+        for sid, owner in leases.items():
+            if owner is None:
+                self._owners.pop(sid, None)
+            else:
+                self._owners[sid] = owner
 
     def _write_batch_sync(self, batch: list[Append]) -> list[BaseException | None]:
         db = self._writer
         now = time.time()
         outcomes: list[BaseException | None] = [None] * len(batch)
+        leases: dict[str, str | None] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             events: list[NewEvent] = []
             lost: set[str] = set()
             for index, item in enumerate(batch):
-                if item.session_id in lost or not self._apply(db, item, now):
+                if item.session_id in lost or not self._apply(db, item, now, leases):
                     lost.add(item.session_id)
                     outcomes[index] = _lost(item)
                     continue
@@ -257,12 +282,14 @@ class SqliteSessionJournal:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._settle(leases)
         return outcomes
 
     def _write_one_by_one(self, batch: list[Append], now: float) -> list[BaseException | None]:
         """The slow path after a taken sequence number: a savepoint per append."""
         db = self._writer
         outcomes: list[BaseException | None] = [None] * len(batch)
+        leases: dict[str, str | None] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             lost: set[str] = set()
@@ -271,23 +298,25 @@ class SqliteSessionJournal:
                     outcomes[index] = SessionConflict(item.session_id, "an earlier append failed")
                     continue
                 db.execute("SAVEPOINT one")
+                mine: dict[str, str | None] = {}
                 try:
-                    if not self._apply(db, item, now):
+                    if not self._apply(db, item, now, collections.ChainMap(mine, leases)):
                         outcomes[index] = _lost(item)
                     else:
                         db.executemany(_INSERT_EVENT, item.events)
                 except sqlite3.IntegrityError:
-                    outcomes[index] = SessionConflict(
-                        item.session_id, f"journal sequence {item.events[0][1]} is taken"
-                    )
+                    outcomes[index] = _taken(item)
                 if outcomes[index] is not None:
                     lost.add(item.session_id)
                     db.execute("ROLLBACK TO one")
+                else:
+                    leases.update(mine)
                 db.execute("RELEASE one")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._settle(leases)
         return outcomes
 
     async def _write_batch(self, batch: list[Append]) -> list[BaseException | None]:
@@ -374,6 +403,8 @@ class SqliteSessionJournal:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            for row in rows:
+                self._owners[row.id] = worker
             return rows
 
         result: list[SessionRow] = await self._on_thread(work)
@@ -397,6 +428,9 @@ class SqliteSessionJournal:
                 "WHERE id = ? AND owner = ?",
                 [(session_id, worker) for session_id in session_ids],
             )
+            for session_id in session_ids:
+                if self._owners.get(session_id) == worker:
+                    del self._owners[session_id]
 
         await self._on_thread(work)
 
@@ -418,6 +452,8 @@ class SqliteSessionJournal:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            for (session_id,) in ids:
+                self._owners.pop(session_id, None)
             return len(ids)
 
         deleted: int = await self._on_thread(work)
@@ -429,6 +465,12 @@ class SqliteSessionJournal:
         self._reader.close()
         self._thread.shutdown(wait=True)
         self._lock.release()
+
+
+def _taken(item: Append) -> SessionConflict:
+    if item.create is not None:
+        return SessionConflict(item.session_id, "a session with this id exists")
+    return SessionConflict(item.session_id, f"journal sequence {item.events[0][1]} is taken")
 
 
 def _lost(item: Append) -> SessionConflict:
