@@ -115,6 +115,7 @@ def create_gateway(
     authenticate: Authenticate,
     transport: UpstreamTransport | None = None,
     stages: Sequence[Stage] = (),
+    route_stages: Sequence[Stage] = (),
     random: Callable[[], float] = _random.random,
     clock: Callable[[], float] = time.monotonic,
     max_body_bytes: int = 8 * 1024 * 1024,
@@ -125,7 +126,9 @@ def create_gateway(
 
     ``authenticate`` gets the bearer token (None when absent) and says whether it is accepted,
     or who it belongs to (a ``corral.identity.Principal``, kept as ``Call.principal``).
-    ``stages`` run, in order, after the Endpoint is resolved and before the request is forwarded.
+    ``stages`` run, in order, after the Endpoint is resolved and before the request is forwarded;
+    ``route_stages`` before the Endpoint is resolved (they may answer a request themselves, as
+    the agents extension answers ``model: "agent:NAME"``).
     ``transport`` defaults to a pooled ``HttpTransport`` that the gateway closes on shutdown.
     ``max_attempts`` bounds the replicas tried per Endpoint per request (the first try included;
     a fallback Endpoint gets as many). ``random`` and ``clock`` (ejections, retry budgets) are
@@ -138,7 +141,7 @@ def create_gateway(
     balancer = Balancer(random, clock)
     authenticate_stage = authenticate_with(authenticate)
     inference = compose(
-        [authenticate_stage, read_json(max_body_bytes), resolve_endpoint, *stages],
+        [authenticate_stage, read_json(max_body_bytes), *route_stages, resolve_endpoint, *stages],
         forward(
             upstream,
             balancer,

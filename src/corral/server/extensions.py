@@ -78,6 +78,11 @@ class Extension:
         """Stages for the gateway's inference path (only called in gateway processes)."""
         return ()
 
+    def route_stages(self) -> Sequence[Stage]:
+        """Stages that run before the Endpoint is resolved (only in gateway processes); they
+        may answer a request themselves (the agents extension's ``model: "agent:NAME"``)."""
+        return ()
+
     def api_routes(self) -> Sequence[BaseRoute]:
         """Routes under ``/corral/`` on the API server, behind the admin token."""
         return ()

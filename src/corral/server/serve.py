@@ -254,7 +254,10 @@ async def _run_roles_with(
             routes = RouteSource()
             feed = RouteFeed(store, routes)
             gateway = create_gateway(
-                routes, authenticate=access.authenticate, stages=_gateway_stages(extensions, access)
+                routes,
+                authenticate=access.authenticate,
+                stages=_gateway_stages(extensions, access),
+                route_stages=[stage for e in extensions for stage in e.route_stages()],
             )
             workers[GATEWAY] = asyncio.create_task(feed.start(stop))
             workers[_ACCESS] = asyncio.create_task(access.start(stop))
