@@ -38,6 +38,8 @@ TRUST_DOMAIN = "corral.local"
 DEFAULT_TTL = 300.0
 DEFAULT_REFRESH_BEFORE = 60.0
 MAX_CACHED_TOKENS = 100_000
+AGENT_TOOL_PREFIX = "agent:"
+"""A tool reference naming another agent, called over A2A instead of MCP."""
 SESSION_CLAIM = "sid"
 """The session id rides in every token, so tools and the audit log can name the session."""
 
@@ -90,7 +92,11 @@ class SessionCredentials:
 
     def tool_token(self, session: SessionInfo, agent: AgentConfig, tool: str) -> str:
         """The token for calls of ``tool`` (a Tool name in the agent's namespace, or
-        ``namespace/name``); its audience is the Tool's workload id."""
+        ``namespace/name``); its audience is the Tool's workload id. A tool that is another
+        agent (``agent:<name>`` or ``agent:<ns>/<name>``, see ``corral.agents.a2a_tools``)
+        gets that agent's id as audience."""
+        if tool.startswith(AGENT_TOOL_PREFIX):
+            return self.agent_token(session, agent, tool.removeprefix(AGENT_TOOL_PREFIX))
         return self._token(session, agent, self.tool_audience(agent.namespace, tool))
 
     def agent_token(self, session: SessionInfo, agent: AgentConfig, target: str) -> str:

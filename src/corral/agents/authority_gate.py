@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from corral.agents.authority import AGENT_TOOL_PREFIX
 from corral.agents.config import AgentConfig, ToolBinding
 from corral.agents.seams import GateDecision, SessionInfo
 from corral.identity import workload_id
@@ -116,9 +117,20 @@ class PolicyToolGate:
         )
 
     def tool_entity(self, namespace: str, binding: ToolBinding) -> Entity:
-        ns, slash, name = binding.tool.partition("/")
+        """The Tool resource of a call; another agent called as a tool is
+        ``Tool::"agent:<ns>/<name>"`` (no Tool object, so no labels)."""
+        agent = binding.tool.startswith(AGENT_TOOL_PREFIX)
+        ref = binding.tool.removeprefix(AGENT_TOOL_PREFIX)
+        ns, slash, name = ref.partition("/")
         if not slash:
-            ns, name = namespace, binding.tool
+            ns, name = namespace, ref
+        if agent:
+            return Entity(
+                "Tool",
+                f"{AGENT_TOOL_PREFIX}{ns}/{name}",
+                {"name": name, "namespace": ns, "risk": binding.risk},
+                (("Namespace", ns),),
+            )
         found: Entity | None
         if self._tools is None:
             found = None
