@@ -34,6 +34,7 @@ from corral.agents.a2a_tools import (
 from corral.agents.authority import Delegation, SessionCredentials
 from corral.agents.authority_gate import PolicyToolGate
 from corral.agents.config import AgentConfig, ToolBinding
+from corral.agents.seams import SessionInfo
 from corral.identity import KeyRing, Principal, TokenIssuer, Verifier
 from corral.identity.jose import b64url_decode
 from corral.policy import PolicyEngine
@@ -301,3 +302,61 @@ async def test_a_session_is_continued_only_by_its_own_caller(make_runtime: Any) 
 
 def _no_verify(token: str, audience: str) -> Principal:
     raise AssertionError(f"no agent tools in this test ({token[:8]}, {audience})")
+
+
+class EchoMcp:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def call(
+        self, tool: str, name: str, arguments: dict[str, Any], idempotency_key: str, token: str
+    ) -> Any:
+        self.calls.append((tool, name))
+        return {"content": [{"type": "text", "text": f"{arguments} {idempotency_key} {token}"}]}
+
+
+async def test_agent_tool_calls_are_checked_before_anything_is_sent() -> None:
+    ring = KeyRing.generate("EdDSA")
+    credentials = SessionCredentials(TokenIssuer(ring, "corral:test"))
+    sessions = FixedSessions()
+    mcp = EchoMcp()
+
+    def verify(token: str, audience: str) -> Principal:
+        return (
+            Verifier(ring.jwks(), issuer="corral:test", audience=audience).verify(token).principal
+        )
+
+    caller = A2AToolCaller(A2AEndpoint(sessions), verify, mcp)
+    helper = AgentConfig("default", "helper", "chat")
+    session = SessionInfo("s1", "default", "helper", user="alice")
+    token = credentials.tool_token(session, helper, "agent:research/planner")
+    assert claims(token)["aud"] == PLANNER
+    answer = await caller.call(
+        "agent:research/planner", "send_message", {"message": "hi"}, "s1:3", token
+    )
+    assert answer["isError"] is False
+    assert orjson.loads(answer["content"][0]["text"])["answer"] == "ih"
+    assert sessions.calls[-1][:3] == ("research", "planner", "hi")
+    assert sessions.calls[-1][4] == Delegation("alice", (HELPER,))
+    bad = [
+        ("send_message", {}, token, "arguments.message"),
+        ("send_message", {"message": "x", "context": 3}, token, "arguments.context"),
+        ("other", {"message": "x"}, token, "one function"),
+        ("send_message", {"message": "x"}, "not-a-token", "not for agent"),
+        (
+            "send_message",
+            {"message": "x"},
+            credentials.tool_token(session, helper, "files"),
+            "not for agent",
+        ),
+    ]
+    for name, arguments, presented, says in bad:
+        result = await caller.call("agent:research/planner", name, arguments, "k", presented)
+        assert result["isError"] is True
+        assert says in result["content"][0]["text"]
+    assert len(sessions.calls) == 1
+    forwarded = await caller.call("files", "read_file", {"path": "/a"}, "s1:4", "tok")
+    assert mcp.calls == [("files", "read_file")]
+    assert "s1:4" in forwarded["content"][0]["text"]
+    with pytest.raises(LookupError, match="no MCP tool caller"):
+        await A2AToolCaller(A2AEndpoint(sessions), verify).call("files", "x", {}, "k", "t")
