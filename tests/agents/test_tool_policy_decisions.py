@@ -217,3 +217,18 @@ async def test_policy_engine_updates_are_seen_by_the_next_call() -> None:
     assert (await checker.decide(SESSION, helper(read), read, {})).effect == "deny"
     engine.update(policies=[policy("open", CALL_ANY)])
     assert (await checker.decide(SESSION, helper(read), read, {})).effect == "allow"
+
+
+async def test_every_decision_reaches_the_audit_hook() -> None:
+    seen: list[tuple[str, str, str, tuple[str, ...]]] = []
+    engine = PolicyEngine([policy("open", CALL_ANY)])
+    checker = PolicyToolGate(
+        engine,
+        now=lambda: MONDAY_10,
+        on_decision=lambda session, bound, verdict: seen.append(
+            (session.id, bound.function, verdict.effect, verdict.policies)
+        ),
+    )
+    write = binding("write_file", "write")
+    await checker.decide(SESSION, helper(write), write, {})
+    assert seen == [("s1", "write_file", "approve", ("default/open",))]

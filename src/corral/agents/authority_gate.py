@@ -36,6 +36,9 @@ ToolEntities = Callable[[str, str], Entity | None]
 """``(namespace, tool name) -> the Tool's policy entity`` (``corral.policy.object_entity`` of
 the stored Tool), or None when it is not known here yet."""
 
+DecisionHook = Callable[[SessionInfo, ToolBinding, ToolCallDecision], None]
+"""Called with every Cedar decision (both answers, the deciding policies): the audit hook."""
+
 TRUST_DOMAIN = "corral.local"
 
 
@@ -49,11 +52,13 @@ class PolicyToolGate:
         *,
         trust_domain: str = TRUST_DOMAIN,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_decision: DecisionHook | None = None,
     ) -> None:
         self._policies = policies
         self._tools = tools
         self.trust_domain = trust_domain
         self._now = now
+        self._on_decision = on_decision
         self.last: ToolCallDecision | None = None
         """The latest decision in full (both Cedar answers), for audit and tests."""
 
@@ -91,6 +96,8 @@ class PolicyToolGate:
             user=session.user,
         )
         self.last = verdict
+        if self._on_decision is not None:
+            self._on_decision(session, binding, verdict)
         if verdict.effect == "deny":
             return GateDecision("deny", verdict.reason)
         require = agent.approvals.require
