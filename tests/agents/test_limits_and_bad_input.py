@@ -206,3 +206,29 @@ async def test_gc_deletes_ended_sessions_past_retention(make_runtime: Any, journ
     assert await journal.get(done) is None
     assert await journal.read_events(done) == []
     assert await journal.get(waiting) is not None
+
+
+async def test_activity_deadlines_fire_once_and_forget_finished_calls() -> None:
+    from corral.agents.activities import Deadlines
+
+    deadlines = Deadlines(resolution=0.01)
+
+    async def quick() -> bool:
+        task = deadlines.arm(60)
+        await asyncio.sleep(0)
+        return deadlines.disarm(task)
+
+    assert await asyncio.gather(*(quick() for _ in range(1000))) == [False] * 1000
+    assert deadlines.armed == 0
+
+    async def hangs() -> str:
+        task = deadlines.arm(0.05)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "timed out" if deadlines.disarm(task) else "cancelled"
+        return "finished"
+
+    assert await asyncio.wait_for(hangs(), 2) == "timed out"
+    assert deadlines.armed == 0
+    deadlines.close()

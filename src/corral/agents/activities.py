@@ -9,7 +9,6 @@ a shape nobody can read become journaled, visible errors rather than a stuck or 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -24,37 +23,48 @@ MAX_TOOL_RESULT = 64 * 1024
 
 
 class Deadlines:
-    """Timeouts for activities at the cost of a heap push each, not a timer each.
+    """Timeouts for activities at the cost of two set operations each, not a timer each.
 
     ``asyncio.timeout`` arms a loop timer per call (tens of microseconds with its cancel); at
-    thousands of steps a second that is a tenth of the runtime's time. Here one ticker task
-    wakes every ``resolution`` seconds and cancels the tasks whose deadline passed, so a
-    timeout fires up to ``resolution`` late: fine for tool timeouts counted in seconds.
+    thousands of steps a second that is a tenth of the runtime's time. Here deadlines fall into
+    buckets of ``resolution`` seconds; one ticker task wakes once a bucket and cancels the
+    tasks still in the buckets that passed. A timeout fires up to ``resolution`` late (fine for
+    timeouts counted in seconds) and memory is one entry per activity in flight.
     """
 
     def __init__(self, resolution: float = 0.05) -> None:
         self._resolution = resolution
-        self._deadlines: dict[asyncio.Task[Any], float] = {}
-        self._heap: list[tuple[float, int, asyncio.Task[Any]]] = []
+        self._bucket_of: dict[asyncio.Task[Any], int] = {}
+        self._buckets: dict[int, set[asyncio.Task[Any]]] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self._order = 0
+        self._next = 0
 
     def arm(self, seconds: float) -> asyncio.Task[Any]:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("activities run in a task")
-        deadline = time.monotonic() + seconds
-        self._deadlines[task] = deadline
-        self._order += 1
-        heapq.heappush(self._heap, (deadline, self._order, task))
+        bucket = int((time.monotonic() + seconds) / self._resolution) + 1
+        self._bucket_of[task] = bucket
+        members = self._buckets.get(bucket)
+        if members is None:
+            self._buckets[bucket] = {task}
+        else:
+            members.add(task)
         if self._ticker is None or self._ticker.done():
+            self._next = int(time.monotonic() / self._resolution)
             self._ticker = asyncio.get_running_loop().create_task(self._tick())
         return task
 
     def disarm(self, task: asyncio.Task[Any]) -> bool:
         """Forget the deadline; True when it had fired (the cancellation was ours)."""
-        self._deadlines.pop(task, None)
+        bucket = self._bucket_of.pop(task, None)
+        if bucket is not None:
+            members = self._buckets.get(bucket)
+            if members is not None:
+                members.discard(task)
+                if not members:
+                    del self._buckets[bucket]
         if task in self._expired:
             self._expired.discard(task)
             task.uncancel()
@@ -62,16 +72,19 @@ class Deadlines:
         return False
 
     async def _tick(self) -> None:
-        while self._heap:
+        while self._bucket_of:
             await asyncio.sleep(self._resolution)
-            now = time.monotonic()
-            heap = self._heap
-            while heap and heap[0][0] <= now:
-                deadline, _, task = heapq.heappop(heap)
-                if self._deadlines.get(task) == deadline:
-                    del self._deadlines[task]
+            now = int(time.monotonic() / self._resolution)
+            for bucket in range(self._next, now + 1):
+                for task in self._buckets.pop(bucket, ()):
+                    del self._bucket_of[task]
                     self._expired.add(task)
                     task.cancel()
+            self._next = now + 1
+
+    @property
+    def armed(self) -> int:
+        return len(self._bucket_of)
 
     def close(self) -> None:
         if self._ticker is not None:

@@ -69,6 +69,8 @@ class Live:
     state: SessionState
     task: asyncio.Task[None] | None = None
     leased: bool = True
+    deferred: list[tuple[str, int, str, bytes, float]] | None = None
+    """Rows folded but not yet queued: they travel with the next write (see ``append``)."""
 
     def info(self) -> SessionInfo:
         s = self.state
@@ -124,7 +126,8 @@ class Runner:
         s = live.state
         before = s.state
         now = self._clock()
-        rows = []
+        rows = live.deferred or []
+        live.deferred = None
         watched = self._hub.watched(s.id)
         for event in events:
             kind, payload = encode(event)
@@ -167,6 +170,25 @@ class Runner:
             )
             return future
         return written
+
+    def _defer(self, live: Live, event: Event) -> None:
+        """Fold and publish ``event`` now; write it with the session's next write.
+
+        For a model call's ``activity_scheduled``: the call has no side effect outside corral,
+        and its step (so its key) follows from the journal, so a crash before the result
+        merely runs the same step again, exactly as if the entry had been written. It saves a
+        journal write per model step. Tool calls are journaled before they run.
+        """
+        s = live.state
+        kind, payload = encode(event)
+        row = (s.id, s.seq + 1, kind, payload, self._clock())
+        fold(s, event, s.seq + 1, row[4])
+        if live.deferred is None:
+            live.deferred = [row]
+        else:
+            live.deferred.append(row)
+        if self._hub.watched(s.id):
+            self._publish(s, event)
 
     def _queue(self, live: Live, events: Sequence[Event]) -> None:
         """Append without waiting (what follows will wait, and fails too if this does)."""
@@ -426,13 +448,11 @@ class Runner:
     async def _run_model(self, live: Live, config: AgentConfig, run: RunModel) -> None:
         s = live.state
         if not run.resume:
-            self._queue(
+            self._defer(
                 live,
-                [
-                    ActivityScheduled(
-                        run.step, "model", idempotency_key(s.id, run.step), attempt=run.attempt
-                    )
-                ],
+                ActivityScheduled(
+                    run.step, "model", idempotency_key(s.id, run.step), attempt=run.attempt
+                ),
             )
         request: dict[str, Any] = {"model": config.model, "messages": _messages(config, s)}
         if config.tools:
