@@ -81,7 +81,7 @@ def test_bad_request_names_every_problem():
     with pytest.raises(BadRequest) as caught:
         evaluate_request([], request, location="req.yaml")
     assert sorted(str(cause) for cause in caught.value.causes) == [
-        "req.yaml action: must be one of invoke, call, apply, delete",
+        "req.yaml action: must be one of invoke, call, call_without_approval, apply, delete",
         "req.yaml context.time: not an RFC 3339 time",
         "req.yaml extra: unknown field",
         "req.yaml principal.id: required: a string",

@@ -8,7 +8,7 @@ a policy author sees what to fix rather than a puzzling deny.
 A request description::
 
     principal: {kind: team-key, id: default/ci-key, team: admins, namespace: default}
-    action: invoke                        # invoke | call | apply | delete
+    action: invoke                        # invoke | call | call_without_approval | apply | delete
     resource: {kind: Endpoint, metadata: {name: chat, namespace: default, labels: {team: a}}}
     context: {model: chat, estimated_tokens: 900, time: "2026-01-05T10:00:00Z"}
     entities: []                          # more Cedar entities, if policies refer to them
@@ -38,7 +38,7 @@ from corral.policy.entities import (
     principal_entity,
 )
 
-ACTIONS = ("invoke", "call", "apply", "delete")
+ACTIONS = ("invoke", "call", "call_without_approval", "apply", "delete")
 
 
 def evaluate_request(
@@ -168,7 +168,9 @@ def _context(
             problems.append(_at("context.time", "not an RFC 3339 time", location))
     if isinstance(context.get("client_ip"), str):
         context["client_ip"] = {"__extn": {"fn": "ip", "arg": context["client_ip"]}}
-    if action == "call" and isinstance(context.get("arguments"), Mapping):
+    if action in ("call", "call_without_approval") and isinstance(
+        context.get("arguments"), Mapping
+    ):
         call, arguments = call_context("offline-call", context["arguments"], now=datetime.now(UTC))
         del call["time"]  # the request's own time (or its absence) stands
         context.update(call)
