@@ -365,6 +365,20 @@ def test_workloads_are_budgeted_as_their_team_and_as_agents() -> None:
     ]
     user = Principal(kind="user", id="alice", team="ops")  # no namespace: no team budget
     assert caller_subjects(user) == []
+    # An agent acting for alice (RFC 8693: sub = alice, act.sub = the agent) spends its own
+    # budgets, and so does an agent that delegated the task down the chain.
+    delegated = Principal(
+        kind="user",
+        id="alice",
+        act=(
+            "spiffe://corral.local/ns/research/agent/summariser",
+            "spiffe://corral.local/ns/ops/agent/planner",
+        ),
+    )
+    assert caller_subjects(delegated) == [
+        Subject("research", agent="summariser"),
+        Subject("ops", agent="planner"),
+    ]
     assert caller_subjects(KEY) == [
         Subject("default", team="ops"),
         Subject("default", apikey="ci-key"),

@@ -16,7 +16,8 @@ Which Budgets apply to a call (all of them, each in its own namespace):
 - ``team``: the caller's team, in the caller's namespace (an API key's namespace; a workload's
   SPIFFE namespace). A team written ``ns/name`` names its namespace itself.
 - ``apikey``: the ApiKey that authenticated the call, in its namespace.
-- ``agent``: a workload whose SPIFFE id is ``spiffe://<domain>/ns/<ns>/agent/<name>``.
+- ``agent``: a workload whose SPIFFE id is ``spiffe://<domain>/ns/<ns>/agent/<name>``, calling
+  alone or as an actor for someone else (in the token's ``act`` chain).
 - ``model``: the Endpoint called (its name, the ``model`` clients send without the namespace),
   in the Endpoint's namespace.
 """
@@ -104,8 +105,10 @@ def caller_subjects(principal: Principal) -> list[Subject]:
         key_namespace, _, key_name = principal.id.rpartition("/")
         if key_namespace:
             subjects.append(Subject(key_namespace, apikey=key_name))
-    elif principal.kind == "workload":
-        agent = _AGENT.match(principal.id)
+    # An agent counts against its own budgets whether it calls alone (it is the subject) or
+    # on someone's behalf (it is an actor in the delegation chain, RFC 8693 ``act``).
+    for workload in (principal.id, *principal.act) if principal.kind != "team-key" else ():
+        agent = _AGENT.match(workload)
         if agent is not None:
             subjects.append(Subject(agent.group("ns"), agent=agent.group("name")))
     return subjects
