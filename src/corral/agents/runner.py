@@ -68,7 +68,9 @@ class Live:
 
     state: SessionState
     task: asyncio.Task[None] | None = None
-    leased: bool = True
+    leased: bool = False
+    """This worker's lease is committed (set when the task starts: after the create, claim or
+    acquire that took it); renewals that miss it then mean another worker has it."""
     deferred: list[tuple[str, int, str, bytes, float]] | None = None
     """Rows folded but not yet queued: they travel with the next write (see ``append``)."""
 
@@ -144,8 +146,6 @@ class Runner:
             wake_at = 0.0  # active again, or ended: nothing to wake up for
         if release:
             live.leased = False
-        elif claim:
-            live.leased = True
         written = self._journal.append(
             s.id,
             rows,
@@ -275,6 +275,7 @@ class Runner:
 
     def start(self, live: Live) -> None:
         self.live[live.state.id] = live
+        live.leased = True
         live.task = asyncio.create_task(self._run(live), name=f"session {live.state.id}")
 
     async def resume(self, session_id: str, load: Callable[[str], Awaitable[SessionState]]) -> None:
