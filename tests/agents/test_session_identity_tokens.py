@@ -179,8 +179,12 @@ async def test_gateway_access_feed_authenticates_the_session(
         session = SessionInfo("s1", "default", "helper", user="alice")
         principal = feed.authenticate(credentials.model_token(session, helper()))
         assert principal is not None
+        # The token says alice (sub) through the helper agent (act); Cedar sees the agent, with
+        # the user it works for in ``user``: policy decides what an agent may do.
+        assert (principal.kind, principal.id, principal.act) == ("user", "alice", (AGENT,))
         entity = feed.principal_entity(principal)
-        assert (entity.type, entity.id, entity.attrs["act"]) == ("User", "alice", [AGENT])
+        assert (entity.type, entity.id) == ("Agent", AGENT)
+        assert (entity.attrs["user"], entity.attrs["act"]) == ("alice", [])
         engine = PolicyEngine(
             [
                 {
@@ -188,7 +192,7 @@ async def test_gateway_access_feed_authenticates_the_session(
                     "metadata": {"name": "helper-invokes", "namespace": "default"},
                     "spec": {
                         "cedar": 'permit(principal, action == Action::"invoke", resource)\n'
-                        f'  when {{ principal.act.contains("{AGENT}") }};'
+                        f'  when {{ principal == Agent::"{AGENT}" && principal has user }};'
                     },
                 }
             ]

@@ -46,7 +46,7 @@ def test_semicolons_in_strings_and_comments_do_not_split_statements():
     )
     at = "p.yaml[0] spec.cedar: line 3, column 1 (statement 2): attribute `nope` on entity type"
     assert causes(cedar) == [
-        f"{at} `{kind}` not found" for kind in ("Endpoint", "Resource", "Tool")
+        f"{at} `{kind}` not found" for kind in ("Agent", "Endpoint", "Resource", "Tool")
     ]
 
 

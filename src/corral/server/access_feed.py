@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from corral.api import Object
 from corral.api.kinds.apikey import APIKEY
@@ -28,6 +29,7 @@ from corral.api.kinds.team import TEAM
 from corral.controlplane import Informer, InformerEvent
 from corral.gateway.errors import unauthorized
 from corral.identity import InvalidToken, KeyIndex, Principal, Verifier
+from corral.identity.principal import workload_namespace
 from corral.policy import Entity, PolicyEngine, object_entity, principal_entity
 from corral.server.informer_follow import follow_informers
 from corral.store.protocol import Store
@@ -108,14 +110,7 @@ class AccessFeed:
         if entity is None:
             if len(self._principals) >= _MAX_PRINCIPALS:
                 self._principals.clear()  # token users are unbounded; keys and admin are few
-            entity = self._principals[key] = principal_entity(
-                principal.kind,
-                principal.id,
-                team=principal.team,
-                namespace=principal.namespace,
-                labels=principal.labels,
-                act=principal.act,
-            )
+            entity = self._principals[key] = _policy_principal(principal)
         return entity
 
     def endpoint_entity(self, namespace: str, name: str) -> Entity:
@@ -201,3 +196,29 @@ class AccessFeed:
             return
         for policy, problems in snapshot.problems.items():
             _log.warning("Policy %s fails closed: %s", policy, "; ".join(problems))
+
+
+def _policy_principal(principal: Principal) -> Entity:
+    """The caller as Cedar sees it. An agent acting for a user (RFC 8693: ``sub`` the user,
+    ``act.sub`` the agent) is the agent, ``Agent::"spiffe://…/agent/<name>"``, with the user in
+    its ``user`` attribute and the agents that delegated to it in ``act``: policies decide what
+    an agent may do, whoever it works for (``principal has user`` when that matters)."""
+    acting = principal.act[0] if principal.act else None
+    namespace = workload_namespace(acting) if acting is not None else None
+    if principal.kind != "user" or acting is None or namespace is None:
+        return principal_entity(
+            principal.kind,
+            principal.id,
+            team=principal.team,
+            namespace=principal.namespace,
+            labels=principal.labels,
+            act=principal.act,
+        )
+    agent = principal_entity(
+        "workload",
+        acting,
+        namespace=namespace,
+        labels=principal.labels,
+        act=principal.act[1:],
+    )
+    return replace(agent, attrs={**agent.attrs, "user": principal.id})

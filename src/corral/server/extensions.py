@@ -15,7 +15,7 @@ policy decision and the cost, and a budget hold is released when guardrails refu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -31,6 +31,7 @@ from corral.store.protocol import Store
 
 if TYPE_CHECKING:
     from corral.server.access_feed import AccessFeed
+    from corral.server.workload_identity import WorkloadIdentity
 
 
 class AuditSink(Protocol):
@@ -57,6 +58,10 @@ class ServerContext:
     """The gateway's key and policy feed; None in a process without the gateway role."""
     listen_url: str | None = None
     """``http://host:port`` this process listens on (set before the extensions start)."""
+    admin_check: Callable[[str | None], bool] | None = None
+    """Whether a bearer token is the admin token (set before the extensions start)."""
+    workload: WorkloadIdentity | None = None
+    """The workload-identity extension (token issuer, verifiers), once built."""
 
 
 class Extension:

@@ -240,6 +240,7 @@ async def _run_roles_with(
         authenticate = admin_token_check(token)
         listener = _listen(config.host, config.port)
         context.listen_url = url_of(listener)
+        context.admin_check = authenticate
         if GATEWAY in config.roles:
             access = context.access = AccessFeed(store, authenticate)
         await _start_extensions(extensions)

@@ -85,6 +85,8 @@ class WorkloadIdentity(Extension):
         self._secret_version: str | None = None
         self.replay_cache = ReplayCache()
         self._follower: asyncio.Task[None] | None = None
+        self._verifiers: dict[str, Verifier] = {}
+        context.workload = self
 
     @property
     def ring(self) -> KeyRing:
@@ -101,6 +103,20 @@ class WorkloadIdentity(Extension):
     @property
     def ready(self) -> bool:
         return self._ring is not None
+
+    def verifier(self, audience: str) -> Verifier:
+        """A verifier of this deployment's tokens for ``audience`` (an agent's A2A endpoint,
+        a tool), rebuilt when the keys change."""
+        found = self._verifiers.get(audience)
+        if found is None:
+            ring, issuer = self.ring, self.issuer
+            found = Verifier(
+                ring.jwks(), issuer=issuer.issuer, audience=audience, replay_cache=self.replay_cache
+            )
+            if len(self._verifiers) >= 1024:
+                self._verifiers.clear()
+            self._verifiers[audience] = found
+        return found
 
     async def start(self) -> None:
         self._adopt(await self._load_or_create())
@@ -166,6 +182,7 @@ class WorkloadIdentity(Extension):
         self._jwks_body = orjson.dumps(jwks)
         self._jwks_etag = '"' + hashlib.sha256(self._jwks_body).hexdigest()[:32] + '"'
         self._ring, self._issuer = ring, TokenIssuer(ring, issuer_name)
+        self._verifiers = {}
         self._secret_version = (secret.get("metadata") or {}).get("resourceVersion")
         if self.context.access is not None:
             self.context.access.verifier = verifier

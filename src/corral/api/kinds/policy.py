@@ -30,8 +30,10 @@ entity User in [Team] = { name: String, act: Set<String>, team?: String } tags S
 entity ApiKey in [Team] = {
   name: String, namespace: String, team: String, act: Set<String>
 } tags String;
+// An agent acting for a user (a token with sub = the user, act.sub = the agent) is the Agent,
+// with the user in ``user``.
 entity Agent in [Team, Namespace] = {
-  name: String, namespace: String, act: Set<String>, team?: String
+  name: String, namespace: String, act: Set<String>, team?: String, user?: String
 } tags String;
 
 // Resources: an object's labels are its tags (resource.getTag("team")).
@@ -45,9 +47,10 @@ entity Arguments tags String;
 
 type Clock = { hour: Long, weekday: Long };
 
+// invoke on an Agent: start and talk to its sessions (model "agent:NAME" or the sessions API).
 action invoke appliesTo {
   principal: [User, ApiKey, Agent],
-  resource: [Endpoint],
+  resource: [Endpoint, Agent],
   context: {
     model: String, estimated_tokens: Long, time: Clock, client_ip?: ipaddr, stream?: Bool
   }
