@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from corral import __version__
+from corral.cli.agent_commands import agent, sessions
 from corral.cli.apply_commands import apply, delete, diff
 from corral.cli.audit_commands import audit
 from corral.cli.chat_commands import chat
@@ -20,6 +21,7 @@ from corral.cli.keys_commands import keys
 from corral.cli.logs_commands import logs
 from corral.cli.policy_commands import policy
 from corral.cli.read_commands import describe, get
+from corral.cli.sched_commands import sched
 from corral.cli.server_commands import serve, up
 from corral.cli.token_commands import token
 from corral.cli.traces_commands import traces
@@ -74,6 +76,9 @@ _COMMANDS = (
     usage,
     traces,
     audit,
+    agent,
+    sessions,
+    sched,
 )
 for _command in _COMMANDS:
     cli.add_command(_command)
