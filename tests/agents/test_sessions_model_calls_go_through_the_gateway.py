@@ -72,3 +72,18 @@ async def test_a_refusal_says_what_the_gateway_said(
     assert raised.value.code == code
     assert raised.value.retryable is retryable
     assert f"answered {status} (budget_exceeded): no budget left" in raised.value.message
+
+
+async def test_a_stream_without_usage_is_estimated_so_token_limits_count_it() -> None:
+    def handler(_request: httpx.Request) -> httpx.Response:
+        body = sse({"choices": [{"delta": {"content": "x" * 40}}]})
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    model = caller(handler)
+    request = {"model": "chat", "messages": [{"role": "user", "content": "y" * 400}]}
+    result = await call_model(model, request, "", seconds=5)
+    await model.aclose()
+    usage = result["usage"]
+    assert usage["completion_tokens"] == 10
+    assert usage["prompt_tokens"] >= 100
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 10

@@ -6,6 +6,9 @@ guardrails, metering, tracing and audit apply to it exactly as to any client's c
 agent as the principal and the user it acts for in ``act``. The gateway is this process's own
 listener when it runs the gateway role, else ``CORRAL_GATEWAY_URL``.
 
+When the upstream sends no usage chunk (llama.cpp's server does not), the call's tokens are
+estimated at 4 characters a token, so a session's token limit still counts it.
+
 A refusal the model cannot fix by trying again (401, 403, 404, 400: policy, identity, an unknown
 Endpoint, a request the gateway rejects) fails the step at once; 429 (budget, rate limit), 408
 and 5xx are retried by the runtime.
@@ -49,16 +52,26 @@ class GatewayModelCaller:
                 raise _refusal(reply.status_code, await reply.aread())
             # The gateway's chunks are one ``data:`` line each (OpenAI's stream shape): each is
             # handed on as it arrives, so the runtime's model deltas follow the model.
+            usage_seen, written = False, 0
             async for line in reply.aiter_lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    return
+                    break
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and "error" in chunk:
                     raise ActivityError("model_error", _message(chunk, 200), retryable=True)
+                if isinstance(chunk, dict):
+                    usage_seen = usage_seen or bool(chunk.get("usage"))
+                    written += _text_length(chunk)
                 yield chunk
+        if not usage_seen:
+            # Some servers (llama.cpp's) send no usage chunk even when asked: estimate it, at
+            # 4 characters a token, so the session's token limit still counts the call.
+            prompt = len(body) // 4
+            completion = (written + 3) // 4
+            yield {"choices": [], "usage": _estimate(prompt, completion)}
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -82,3 +95,25 @@ def _message(body: Any, status: int) -> str:
         code = f" ({error['code']})" if error.get("code") else ""
         return f"the gateway answered {status}{code}: {error.get('message')}"
     return f"the gateway answered {status}: {str(body)[:300]}"
+
+
+def _text_length(chunk: dict[str, Any]) -> int:
+    total = 0
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if isinstance(delta, dict):
+            content = delta.get("content")
+            total += len(content) if isinstance(content, str) else 0
+            for call in delta.get("tool_calls") or ():
+                function = call.get("function") if isinstance(call, dict) else None
+                arguments = function.get("arguments") if isinstance(function, dict) else None
+                total += len(arguments) if isinstance(arguments, str) else 0
+    return total
+
+
+def _estimate(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }

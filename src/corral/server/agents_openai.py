@@ -90,9 +90,10 @@ def _agent_of(model: str, call: Call) -> tuple[str, str]:
         raise GatewayError(
             400, f"model {model!r}: write agent:NAME or agent:NAMESPACE/NAME", code="bad_model"
         )
+    # An API key's or a workload's own namespace; "default" for users and the admin token.
     principal = call.principal
-    default = principal.namespace if principal is not None and principal.namespace else "default"
-    return namespace or default, name
+    own = principal.namespace if principal is not None and principal.kind != "user" else None
+    return namespace or own or "default", name
 
 
 def _task(payload: dict[str, Any]) -> str:

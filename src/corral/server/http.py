@@ -61,8 +61,8 @@ class Dispatcher:
         self._rest = rest
         self._mounts = mounts
         for prefix, _app in mounts:
-            if not prefix.startswith(GATEWAY_PREFIX) or not prefix.endswith("/"):
-                raise ValueError(f"mount {prefix!r}: expected a /v1/.../ prefix")
+            if not prefix.startswith(GATEWAY_PREFIX) or prefix == GATEWAY_PREFIX:
+                raise ValueError(f"mount {prefix!r}: expected a prefix below {GATEWAY_PREFIX}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -45,6 +45,7 @@ from corral.controlplane import GarbageCollector, Manager
 from corral.gateway import API_PREFIX, Gateway, RouteSource, Stage, create_gateway
 from corral.runtimes import Supervisor
 from corral.server.access_feed import AccessFeed
+from corral.server.agents_extension import AgentsExtension
 from corral.server.audit_extension import AuditExtension
 from corral.server.budget_extension import BudgetExtension
 from corral.server.config import (
@@ -186,6 +187,7 @@ EXTENSIONS: tuple[type[Extension], ...] = (
     RateLimitExtension,
     BudgetExtension,
     GuardrailsExtension,
+    AgentsExtension,
 )
 """Built, started and asked for stages in this order (telemetry outermost); closed reversed."""
 
