@@ -69,21 +69,33 @@ def _plain(raw: Any) -> Any:
     return tuple(raw.items()) if isinstance(raw, dict) else raw
 
 
-def _raw_key(selector: CompiledSelector, entry: Mapping[str, Any]) -> Any:
+def _raw_key_function(selector: CompiledSelector) -> Callable[[Mapping[str, Any]], Any]:
     """Equal keys, equal answers, taken from the Node's device dict without building a view."""
-    driver = entry.get("driver")
-    shared = entry.get("allowMultipleAllocations", False)
-    if selector.fields is not None:
-        key: list[Any] = [driver, shared]
-        for section, domain, name in selector.fields:
+    if selector.fields is None:
+
+        def whole(entry: Mapping[str, Any]) -> Any:
+            # What CEL can see, serialized with sorted keys (the name is not among it).
+            shared = entry.get("allowMultipleAllocations", False)
+            visible = [entry.get("driver"), entry.get("attributes"), entry.get("capacity"), shared]
+            return orjson.dumps(visible, option=orjson.OPT_SORT_KEYS)
+
+        return whole
+    # Qualified spellings prepared once; the short one counts when the domain is the driver's.
+    lookups = [
+        (section, f"{domain}/{name}", domain, name) for section, domain, name in selector.fields
+    ]
+
+    def fields(entry: Mapping[str, Any]) -> Any:
+        driver = entry.get("driver")
+        key: list[Any] = [driver, entry.get("allowMultipleAllocations", False)]
+        for section, qualified, domain, name in lookups:
             table = entry.get(section) or {}
-            key.append(_plain(table.get(f"{domain}/{name}")))
-            if domain == driver:  # the short spelling belongs to the driver's domain
+            key.append(_plain(table.get(qualified)))
+            if domain == driver:
                 key.append(_plain(table.get(name)))
         return tuple(key)
-    # The fields CEL can see, serialized with sorted keys (the name is not among them).
-    visible = [driver, entry.get("attributes"), entry.get("capacity"), shared]
-    return orjson.dumps(visible, option=orjson.OPT_SORT_KEYS)
+
+    return fields
 
 
 def device_predicate(
@@ -96,10 +108,11 @@ def device_predicate(
     built from raises DeviceViewError; a runtime error raises CelEvaluationError.
     """
     selector = compile_selector(expression)
+    raw_key = _raw_key_function(selector)
     answers: dict[Any, _Answer] = {}
 
     def predicate(entry: Mapping[str, Any]) -> bool:
-        key = _raw_key(selector, entry)
+        key = raw_key(entry)
         try:
             answer = answers.get(key)
         except TypeError:  # an unhashable value in the spec: key on what the view shows
