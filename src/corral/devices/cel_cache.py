@@ -3,11 +3,12 @@
 Where this sits: between the claim scheduler's per-device selection (``selection.Selection``
 asks ``expression -> device predicate``) and ``corral.devices.cel``. One CEL evaluation costs
 tens of microseconds (the device crosses into the engine as a fresh map); a 5,000-node fleet
-with 8 GPUs per node has 40,000 devices but only a handful of distinct kinds of device, and a
-selector sees nothing that tells two devices of one kind apart. So each answer is kept per
-(expression, device signature) and a device whose signature was seen is answered by one dict
-lookup. A runtime error is an answer too: it is remembered and raised again, naming the device
-asked about.
+with 8 GPUs per node has 40,000 devices but only a handful of distinct kinds of device. So each
+answer is kept per (expression, key), the key being the device fields the expression reads
+(``CompiledSelector.fields``; a per-GPU ``uuid`` it never reads does not split the kinds) or,
+when it reads the device in ways the scan cannot follow, everything CEL can see of it. A device
+whose key was seen is answered by one dict lookup. A runtime error is an answer too: it is
+remembered and raised again, naming the device asked about.
 """
 
 from __future__ import annotations
