@@ -13,6 +13,12 @@ users read:
 - ``Ready``: at least one replica serves (clients can call the Endpoint);
 - ``Available``: every desired replica serves.
 
+With ``spec.devices``, each replica first claims a device (a ``ResourceClaim`` sized from the
+Model, :mod:`corral.controllers.endpoint_devices`) and starts only once the claim is allocated,
+with the allocation bound into its environment; until then it is listed ``Pending`` with the
+claim's reason, and the condition ``DevicesAllocated`` says how many are bound or, with reason
+``NoDeviceClassFits``, why no device could ever hold one.
+
 A finalizer keeps a deleted Endpoint until its replicas have drained and stopped. Replicas live
 as long as this process leads: on losing leadership or shutting down, they are stopped, and the
 next leader starts its own (replicas are desired state, never adopted).
@@ -25,6 +31,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.api.errors import Conflict, NotFound
@@ -32,6 +39,7 @@ from corral.api.kinds.endpoint import ENDPOINT, EndpointSpec
 from corral.api.kinds.model import MODEL
 from corral.api.kinds.secret import SECRET
 from corral.api.objects import Object, ObjectKey
+from corral.controllers.endpoint_devices import CLAIM_KIND, ReplicaDevices
 from corral.controlplane import (
     Controller,
     KeyChannel,
@@ -41,6 +49,7 @@ from corral.controlplane import (
     is_true,
     set_condition,
 )
+from corral.devices.binding import Binding
 from corral.runtimes import ReplicaSpec, ReplicaState, ReplicaStatus, Supervisor
 from corral.store.protocol import Store
 
@@ -54,9 +63,12 @@ _SETTLING = {ReplicaState.PENDING, ReplicaState.STARTING, ReplicaState.DRAINING}
 class EndpointReconciler:
     """Reconciles one Endpoint at a time against the shared supervisor."""
 
-    def __init__(self, store: Store, supervisor: Supervisor) -> None:
+    def __init__(
+        self, store: Store, supervisor: Supervisor, devices: ReplicaDevices | None = None
+    ) -> None:
         self._store = store
         self._supervisor = supervisor
+        self._devices = devices
         self._desired: dict[ObjectKey, dict[str, ReplicaSpec]] = {}
         self._ensure_lock = asyncio.Lock()
 
@@ -80,8 +92,11 @@ class EndpointReconciler:
         spec: EndpointSpec = ENDPOINT.parse_spec(endpoint)
         runtime = spec.runtime.type
         generation = int(metadata.get("generation") or 0)
-        desired, model_problems = await self._desired_replicas(key, spec)
+        claims = _Claims()
+        desired, model_problems = await self._desired_replicas(key, spec, endpoint, claims)
         await self._set_desired(key, desired)
+        if self._devices is not None:
+            await self._devices.prune(key.namespace, key.name, set(desired) | set(claims.waiting))
 
         replicas = self._replica_statuses(key)
         status: dict[str, Any] = copy.deepcopy(endpoint.get("status") or {})
@@ -90,9 +105,20 @@ class EndpointReconciler:
             _replica_entry(r, desired_now[r.name].runtime if r.name in desired_now else runtime)
             for r in replicas
         ]
+        status["replicas"] += [
+            {"name": name, "model": model, "state": ReplicaState.PENDING.value, "ready": False}
+            | {"message": message}
+            for name, (model, message) in sorted(claims.waiting.items())
+        ]
         ready = [r for r in replicas if r.ready]
         status["readyReplicas"] = len(ready)
-        status["desiredReplicas"] = len(desired)
+        status["desiredReplicas"] = len(desired) + len(claims.waiting)
+        if spec.devices is not None:
+            claims.set_condition(status, len(desired), generation)
+        elif any(c.get("type") == "DevicesAllocated" for c in status.get("conditions") or []):
+            status["conditions"] = [
+                c for c in status["conditions"] if c.get("type") != "DevicesAllocated"
+            ]
         if model_problems:
             set_condition(
                 status, "ModelsReady", False, "ModelNotReady", "; ".join(model_problems), generation
@@ -104,12 +130,16 @@ class EndpointReconciler:
                 status, "Ready", True, "Serving", f"{len(ready)} replica(s) serving", generation
             )
         else:
-            reason, message = _why_not_ready(replicas, model_problems, spec)
+            reason, message = claims.why_not_running() or _why_not_ready(
+                replicas, model_problems, spec
+            )
             set_condition(status, "Ready", False, reason, message, generation)
-        if desired and len(ready) == len(desired):
+        if desired and len(ready) == len(desired) and not claims.waiting:
             set_condition(status, "Available", True, "AllReplicasReady", "", generation)
         else:
-            reason, message = _why_not_available(replicas, len(desired), model_problems)
+            reason, message = claims.why_not_running() or _why_not_available(
+                replicas, len(desired), model_problems
+            )
             set_condition(status, "Available", False, reason, message, generation)
         status["observedGeneration"] = generation
         if status != (endpoint.get("status") or {}):
@@ -129,6 +159,8 @@ class EndpointReconciler:
 
     async def _finalize(self, key: ObjectKey, endpoint: Object) -> Result:
         await self._set_desired(key, {})
+        if self._devices is not None:
+            await self._devices.prune(key.namespace, key.name, set())
         if any(r.state is not ReplicaState.STOPPED for r in self._replica_statuses(key)):
             return Result(requeue_after=0.5)
         finalizers = [f for f in endpoint["metadata"].get("finalizers") or [] if f != FINALIZER]
@@ -157,7 +189,7 @@ class EndpointReconciler:
         ]
 
     async def _desired_replicas(
-        self, key: ObjectKey, spec: EndpointSpec
+        self, key: ObjectKey, spec: EndpointSpec, endpoint: Object, claims: _Claims
     ) -> tuple[dict[str, ReplicaSpec], list[str]]:
         runtime = spec.runtime
         api_key = (
@@ -172,8 +204,33 @@ class EndpointReconciler:
                 if problem:
                     problems.append(problem)
                     continue
-            for index in range(spec.replicas):
-                name = f"{key.namespace}.{key.name}.{ref.model}.{index}"
+            names = [f"{key.namespace}.{key.name}.{ref.model}.{i}" for i in range(spec.replicas)]
+            bindings: dict[str, Binding] = {}
+            if spec.devices is not None and self._devices is None:
+                claims.refused.append(
+                    ("DevicesUnavailable", "this server runs no device scheduler (spec.devices)")
+                )
+                continue
+            if spec.devices is not None and self._devices is not None and names:
+                try:
+                    model: Object | None = await self._store.get(
+                        MODEL.kind, key.namespace, ref.model
+                    )
+                except NotFound:
+                    model = None
+                outcome = await self._devices.resolve(endpoint, spec, model, names)
+                if outcome.refused:
+                    claims.refused.append(
+                        (outcome.refused[0], f"{ref.model}: {outcome.refused[1]}")
+                    )
+                    continue
+                claims.waiting.update(
+                    (name, (ref.model, message)) for name, message in outcome.waiting.items()
+                )
+                bindings = outcome.bound
+                names = [name for name in names if name in bindings]
+            for name in names:
+                binding = bindings.get(name, Binding())
                 desired[name] = ReplicaSpec(
                     name=name,
                     namespace=key.namespace,
@@ -181,9 +238,10 @@ class EndpointReconciler:
                     model=ref.model,
                     runtime=runtime.type,
                     model_path=model_path,
-                    options=dict(runtime.options),
+                    options={**runtime.options, **binding.options},
                     base_url=runtime.baseURL,
                     api_key=api_key,
+                    env=binding.env,
                 )
         return desired, problems
 
@@ -207,6 +265,39 @@ class EndpointReconciler:
         except NotFound:
             return None
         return secret_api_key(secret)
+
+
+@dataclass
+class _Claims:
+    """Device-claim outcome of one reconcile: replicas waiting, and refusals by Model."""
+
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """replica name → (model, why it waits)"""
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+    def why_not_running(self) -> tuple[str, str] | None:
+        if self.refused:
+            return self.refused[0][0], "; ".join(message for _, message in self.refused)
+        if self.waiting:
+            first = min(self.waiting)
+            return "WaitingForDevices", f"{len(self.waiting)} replica(s) wait: {first}: " + (
+                self.waiting[first][1]
+            )
+        return None
+
+    def set_condition(self, status: dict[str, Any], bound: int, generation: int) -> None:
+        why = self.why_not_running()
+        if why is None:
+            set_condition(
+                status,
+                "DevicesAllocated",
+                True,
+                "Allocated",
+                f"{bound} replica(s) bound",
+                generation,
+            )
+        else:
+            set_condition(status, "DevicesAllocated", False, why[0], why[1], generation)
 
 
 def secret_api_key(secret: Object) -> str | None:
@@ -281,12 +372,16 @@ def _secret_of(endpoint: Object) -> list[str]:
 
 
 def endpoint_controller(
-    manager: Manager, supervisor: Supervisor, channel: KeyChannel
+    manager: Manager,
+    supervisor: Supervisor,
+    channel: KeyChannel,
+    devices: ReplicaDevices | None = None,
 ) -> Controller:
     """The controller definition, wired to ``manager``'s shared Endpoint informer indexes.
 
     ``channel`` carries the supervisor's replica changes: build the supervisor with
-    ``on_change=replica_change_sender(channel)``.
+    ``on_change=replica_change_sender(channel)``. ``devices`` (which needs the ResourceClaim
+    kind registered) serves Endpoints with ``spec.devices``; without it they are refused.
     """
     endpoints = manager.informer(ENDPOINT.kind)
     if not endpoints.has_index(MODEL_INDEX):
@@ -300,11 +395,12 @@ def endpoint_controller(
 
         return keys
 
-    reconciler = EndpointReconciler(manager.store, supervisor)
+    reconciler = EndpointReconciler(manager.store, supervisor, devices)
     return Controller(
         "endpoints",
         for_kind=ENDPOINT.kind,
         reconciler=reconciler,
+        owns=(CLAIM_KIND,) if devices is not None else (),
         watches=(
             Watch(MODEL.kind, referencing(MODEL_INDEX)),
             Watch(SECRET.kind, referencing(SECRET_INDEX)),

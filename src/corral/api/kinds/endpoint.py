@@ -213,6 +213,26 @@ class GuardrailsSpec(BaseModel):
     classifiers: list[ClassifierGuardrailSpec] = Field(default_factory=list, max_length=4)
 
 
+class DevicesSpec(BaseModel):
+    """What each replica claims from the device fleet (one ResourceClaim per replica)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    className: str = Field(
+        min_length=1, max_length=253, description="DeviceClass the replica's device belongs to"
+    )
+    auto: bool = Field(
+        default=True,
+        description="ask for the memory the Model needs (weights + KV cache + overhead)",
+    )
+    memory: str | int | None = Field(
+        default=None, description="memory per replica as a quantity (e.g. 24Gi); wins over auto"
+    )
+    cores: int | None = Field(
+        default=None, ge=1, le=4096, description="CPU cores per replica (the runtime's threads)"
+    )
+
+
 class EndpointSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -221,6 +241,9 @@ class EndpointSpec(BaseModel):
     replicas: int = Field(default=1, ge=0, le=64)
     routing: RoutingSpec = Field(default_factory=RoutingSpec)
     guardrails: GuardrailsSpec = Field(default_factory=GuardrailsSpec)
+    devices: DevicesSpec | None = Field(
+        default=None, description="claim devices per replica; none: run where corral runs"
+    )
 
     @model_validator(mode="after")
     def _weights(self) -> EndpointSpec:
@@ -231,6 +254,8 @@ class EndpointSpec(BaseModel):
             raise ValueError("models: at least one weight must be above 0")
         if self.runtime.type == "openai" and not self.runtime.baseURL:
             raise ValueError("runtime.baseURL is required for runtime type openai")
+        if self.devices is not None and self.runtime.type == "openai":
+            raise ValueError("devices: an openai upstream runs elsewhere and claims no devices")
         return self
 
 
