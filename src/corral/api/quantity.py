@@ -21,8 +21,11 @@ from __future__ import annotations
 import math
 import re
 from fractions import Fraction
+from typing import Annotated
 
-__all__ = ["QuantityError", "format_quantity", "parse_quantity"]
+from pydantic import PlainValidator, WithJsonSchema
+
+__all__ = ["Quantity", "QuantityError", "format_quantity", "parse_quantity"]
 
 _DECIMAL = {
     "n": Fraction(1, 10**9),
@@ -125,3 +128,30 @@ def format_quantity(value: Fraction | int) -> str:
         if scaled.denominator == 1:
             return f"{scaled.numerator}{suffix}"
     return f"{math.ceil(amount * 10**9)}n"
+
+
+def _checked_quantity(value: object) -> str | int:
+    # Text and integers are kept as written (a manifest reads back the way it was applied);
+    # a float (YAML ``0.5``) becomes its canonical text so stored specs never carry floats.
+    if isinstance(value, float) or not isinstance(value, str | int) or isinstance(value, bool):
+        amount = parse_quantity(value)  # type: ignore[arg-type]  # raises for non-numbers
+        text: str | int = format_quantity(amount)
+    else:
+        text = value
+        amount = parse_quantity(value)
+    if amount < 0:
+        raise QuantityError(f"{value!r} is negative; an amount must be 0 or more")
+    return text
+
+
+Quantity = Annotated[
+    str | int,
+    PlainValidator(_checked_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}],
+            "description": "a Kubernetes quantity, e.g. 40Gi, 500m, 8",
+        }
+    ),
+]
+"""A non-negative quantity field of a kind's schema: validated at apply time, kept as written."""
