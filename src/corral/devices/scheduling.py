@@ -67,8 +67,13 @@ class ClaimScheduler:
 
     def put_node(self, node: Mapping[str, Any]) -> list[str]:
         """Add or update a Node; returns bound claims that lost their devices (now pending)."""
-        self.epoch += 1
-        return self._lost(self.index.put_node(node))
+        name = str((node.get("metadata") or {}).get("name") or "")
+        before = self.index.node(name)
+        if before is None or _placement_facts(before.source) != _placement_facts(node):
+            # A heartbeat changes nothing placement reads: waiting claims need no retry.
+            self.epoch += 1
+        lost = self.index.put_node(node)
+        return self._lost(lost) if lost else lost
 
     def remove_node(self, name: str) -> list[str]:
         self.epoch += 1
@@ -219,6 +224,17 @@ class ClaimScheduler:
             if demand is not None:
                 self.queue.push(demand)
         return keys
+
+
+def _placement_facts(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What placement reads from a Node: its spec, readiness and device health."""
+    status = node.get("status") or {}
+    ready = [
+        c.get("status")
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping) and c.get("type") == "Ready"
+    ]
+    return (node.get("spec"), ready, status.get("devices"))
 
 
 def held_from_allocation(allocation: Mapping[str, Any], index: FleetIndex) -> Held | str:
