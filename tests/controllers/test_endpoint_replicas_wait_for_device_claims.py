@@ -13,8 +13,10 @@ from typing import Any, cast
 
 import pytest
 
+import corral.api.kinds.resourceclaim  # noqa: F401  (registers the kind until kinds/__init__ does)
 from corral.api.errors import NotFound
 from corral.api.objects import ObjectKey
+from corral.api.validation import validate_object
 from corral.controllers.endpoint import EndpointReconciler
 from corral.controllers.endpoint_devices import ReplicaDevices
 from corral.controlplane import get_condition
@@ -50,7 +52,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await store.create(gpu_node("n0", 2, memory="24Gi"))
     model = await store.create(
         {
-            "apiVersion": "corral.dev/v1",
+            "apiVersion": "corral.dev/v1alpha1",
             "kind": "Model",
             "metadata": {"namespace": "default", "name": "m"},
             "spec": {"source": f"file://{model_file}"},
@@ -77,7 +79,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def put_endpoint(store: Store, replicas: int, options: dict[str, Any]) -> None:
     body = {
-        "apiVersion": "corral.dev/v1",
+        "apiVersion": "corral.dev/v1alpha1",
         "kind": "Endpoint",
         "metadata": {"namespace": "default", "name": "chat"},
         "spec": {
@@ -131,6 +133,13 @@ async def test_replicas_wait_for_their_claims_then_run_on_the_allocated_gpu(stor
     ready = get_condition(status, "Ready")
     assert ready is not None
     assert ready["reason"] == "WaitingForDevices"
+
+    # A claim stored with the kind's defaults filled in is the same claim, not a new size.
+    first = await store.get("ResourceClaim", "default", "chat.m.0")
+    await store.update({**first, "spec": validate_object(first)["spec"]})
+    await reconciled(store, reconciler)
+    again = await store.get("ResourceClaim", "default", "chat.m.0")
+    assert again["metadata"]["uid"] == first["metadata"]["uid"]
 
     await allocate(store, "chat.m.0", "gpu1")
     status = await reconciled(store, reconciler)

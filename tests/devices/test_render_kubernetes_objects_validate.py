@@ -20,7 +20,7 @@ from corral.devices.sizing import replica_needs
 K8S_VERSION = "1.34.0"
 GIB = 1024**3
 MODEL = {
-    "apiVersion": "corral.dev/v1",
+    "apiVersion": "corral.dev/v1alpha1",
     "kind": "Model",
     "metadata": {"name": "llama-8b"},
     "spec": {"source": "hf://org/repo/llama-8b.Q4_K_M.gguf"},
@@ -38,7 +38,7 @@ MODEL = {
 }
 BIG = 'device.capacity["gpu.nvidia.com"].memory.compareTo(quantity("40Gi")) >= 0'
 GPU_CLASS = {
-    "apiVersion": "corral.dev/v1",
+    "apiVersion": "corral.dev/v1alpha1",
     "kind": "DeviceClass",
     "metadata": {"name": "big-gpu"},
     "spec": {
@@ -59,7 +59,7 @@ def endpoint(devices: dict[str, Any] | None, runtime: str = "llamacpp") -> dict[
     if devices is not None:
         spec["devices"] = devices
     return {
-        "apiVersion": "corral.dev/v1",
+        "apiVersion": "corral.dev/v1alpha1",
         "kind": "Endpoint",
         "metadata": {"name": "chat"},
         "spec": spec,

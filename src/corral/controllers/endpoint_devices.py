@@ -24,6 +24,7 @@ from typing import Any
 from corral.api.errors import AlreadyExists, Conflict, NotFound
 from corral.api.kinds.endpoint import EndpointSpec
 from corral.api.objects import Object
+from corral.api.quantity import QuantityError, parse_quantity
 from corral.devices.binding import Binding, BindingError, bind_allocation
 from corral.devices.sizing import (
     ENDPOINT_LABEL,
@@ -143,10 +144,7 @@ class ReplicaDevices:
             owner=endpoint,
         )
         current = await self._get(CLAIM_KIND, meta["namespace"], claim_name(replica))
-        if (
-            current is not None
-            and current.get("spec", {}).get("devices") == wanted["spec"]["devices"]
-        ):
+        if current is not None and _asks(current) == _asks(wanted):
             return current
         if current is not None:
             # A claim's request is fixed once made (as in Kubernetes): a new size is a new claim.
@@ -162,6 +160,25 @@ class ReplicaDevices:
             return await self._store.get(kind, namespace, name)
         except NotFound:
             return None
+
+
+def _asks(claim: Object) -> tuple[object, ...]:
+    """What a replica claim asks for, as compared: class and capacity (defaults aside)."""
+    requests = ((claim.get("spec") or {}).get("devices") or {}).get("requests") or []
+    if len(requests) != 1:
+        return (len(requests),)
+    exactly = requests[0].get("exactly") or {}
+    capacity = (exactly.get("capacity") or {}).get("requests") or {}
+    try:
+        amounts = tuple(sorted((k, parse_quantity(v)) for k, v in capacity.items()))
+    except (QuantityError, TypeError):
+        return ("malformed",)
+    return (
+        requests[0].get("name"),
+        exactly.get("deviceClassName"),
+        exactly.get("count", 1),
+        amounts,
+    )
 
 
 def _waiting_message(claim: Object) -> str:

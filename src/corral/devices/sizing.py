@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from corral.api.objects import API_VERSION
 from corral.api.quantity import QuantityError, parse_quantity
 
 MEMORY = "memory"
@@ -145,7 +146,7 @@ def replica_claim(
         meta = owner.get("metadata") or {}
         metadata["ownerReferences"] = [
             {
-                "apiVersion": owner.get("apiVersion", "corral.dev/v1"),
+                "apiVersion": owner.get("apiVersion", API_VERSION),
                 "kind": owner.get("kind", "Endpoint"),
                 "name": meta.get("name"),
                 "uid": meta.get("uid"),
@@ -153,7 +154,7 @@ def replica_claim(
             }
         ]
     return {
-        "apiVersion": "corral.dev/v1",
+        "apiVersion": API_VERSION,
         "kind": "ResourceClaim",
         "metadata": metadata,
         "spec": {"devices": {"requests": [{"name": CLAIM_REQUEST, "exactly": exactly}]}},
