@@ -16,6 +16,7 @@ import pytest
 import corral.api.kinds.resourceclaim  # noqa: F401  (registers the kind until kinds/__init__ does)
 from corral.api.errors import NotFound
 from corral.api.objects import ObjectKey
+from corral.api.quantity import parse_quantity
 from corral.api.validation import validate_object
 from corral.controllers.endpoint import EndpointReconciler
 from corral.controllers.endpoint_devices import ReplicaDevices
@@ -124,7 +125,7 @@ async def test_replicas_wait_for_their_claims_then_run_on_the_allocated_gpu(stor
     claims = (await store.list("ResourceClaim", "default")).items
     assert sorted(c["metadata"]["name"] for c in claims) == ["chat.m.0", "chat.m.1"]
     exactly = claims[0]["spec"]["devices"]["requests"][0]["exactly"]
-    memory = int(exactly["capacity"]["requests"]["memory"])
+    memory = parse_quantity(exactly["capacity"]["requests"]["memory"])
     assert 7 * GIB < memory < 24 * GIB  # 5 GiB weights + 2 GiB KV cache + overhead
     assert claims[0]["metadata"]["ownerReferences"][0]["name"] == "chat"
     assert supervisor.desired == {}

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from corral.api.quantity import parse_quantity
 from corral.cli.render_commands import render
 from corral.devices.kubernetes import ModelPlacement, RenderError, render_endpoint
 from corral.devices.sizing import replica_needs
@@ -89,7 +90,7 @@ def test_a_gpu_endpoint_renders_valid_claims_referenced_from_its_pods(tmp_path: 
     assert device_class["spec"]["selectors"] == GPU_CLASS["spec"]["selectors"]
     (template,) = by_kind(objects, "ResourceClaimTemplate")
     (request,) = template["spec"]["spec"]["devices"]["requests"]
-    memory = int(request["exactly"]["capacity"]["requests"]["memory"])
+    memory = parse_quantity(request["exactly"]["capacity"]["requests"]["memory"])
     assert request["exactly"]["deviceClassName"] == "big-gpu"
     assert memory > 9 * GIB  # 5 GiB weights + 4 GiB KV (8192 x 4 slots) + overhead
     (deployment,) = by_kind(objects, "Deployment")
@@ -112,7 +113,7 @@ def test_a_driver_named_class_is_rendered_and_cores_become_threads(tmp_path: Pat
     ]
     (template,) = by_kind(objects, "ResourceClaimTemplate")
     capacity = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]["capacity"]
-    assert capacity == {"requests": {"memory": str(16 * GIB), "cores": "8"}}
+    assert capacity == {"requests": {"memory": "16384Mi", "cores": "8"}}
     args = by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--n_threads") + 1] == "8"
 

@@ -77,7 +77,7 @@ def test_a_replica_becomes_a_capacity_claim_owned_by_its_endpoint() -> None:
     assert exactly == {
         "deviceClassName": "gpu",
         "count": 1,
-        "capacity": {"requests": {"memory": str(10 * GIB)}},
+        "capacity": {"requests": {"memory": "10240Mi"}},
     }
     assert claim["metadata"]["ownerReferences"][0]["uid"] == "u1"
     assert claim["metadata"]["labels"]["corral.dev/endpoint"] == "chat"
@@ -85,7 +85,9 @@ def test_a_replica_becomes_a_capacity_claim_owned_by_its_endpoint() -> None:
 
 def test_an_explicit_memory_wins_and_cores_are_asked_for() -> None:
     needs = replica_needs({"className": "cpu", "memory": "24Gi", "cores": 6}, None)
-    assert needs.capacity_requests() == {"memory": str(24 * GIB), "cores": "6"}
+    assert needs.capacity_requests() == {"memory": "24576Mi", "cores": "6"}
+    odd = replica_needs({"className": "gpu"}, Footprint(weights=GIB + 1, kv_cache=0, overhead=0))
+    assert odd.capacity_requests() == {"memory": "1025Mi"}  # rounded up, never down
     bare = replica_needs({"className": "gpu", "auto": False}, None)
     assert bare.capacity_requests() == {}
 

@@ -26,6 +26,8 @@ MEMORY = "memory"
 CORES = "cores"
 """Capacity name of a CPU device's cores; the allocated share becomes the thread count."""
 
+MIB = 1024 * 1024
+
 CLAIM_REQUEST = "replica"
 """The one request name in a replica's claim (``resources.claims`` refers to the claim)."""
 
@@ -73,10 +75,15 @@ class ReplicaNeeds:
     def capacity_requests(self) -> dict[str, str]:
         requests: dict[str, str] = {}
         if self.memory is not None:
-            requests[MEMORY] = str(self.memory)
+            requests[MEMORY] = memory_quantity(self.memory)
         if self.cores is not None:
             requests[CORES] = str(self.cores)
         return requests
+
+
+def memory_quantity(value: int) -> str:
+    """Bytes as a quantity rounded up to whole MiB (``9280Mi``): readable, and never less."""
+    return f"{-(-value // MIB)}Mi"
 
 
 def format_bytes(value: int | Fraction) -> str:
