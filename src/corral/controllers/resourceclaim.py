@@ -43,6 +43,7 @@ from corral.store.protocol import Store
 logger = logging.getLogger(__name__)
 
 CLAIM, NODE, CLASS, QUOTA = "ResourceClaim", "Node", "DeviceClass", "DeviceQuota"
+NAMESPACE = "Namespace"
 LEDGER = "allocations"
 BIND_ATTEMPTS = 8
 PENDING_RECHECK_S = 30.0
@@ -68,6 +69,7 @@ class ClaimReconciler:
         self._source = source or StoreSource(store)
         self.core = ClaimScheduler(compile)
         self._claims: dict[str, Object] = {}
+        self._namespace_labels: dict[str, dict[str, str]] = {}
         self._ledger_keys: dict[str, set[str]] = {}
 
     async def __call__(self, key: ObjectKey) -> Result:
@@ -91,13 +93,16 @@ class ClaimReconciler:
                 core.remove_quota(name) if obj is None else core.put_quota(obj)
             except QuotaError as exc:
                 logger.warning("ignoring DeviceQuota %s: %s", name, exc)
+        for name, obj in (await self._changed(NAMESPACE)).items():
+            labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+            self._namespace_labels[name] = dict(labels)
         for key, obj in (await self._changed(CLAIM)).items():
             if obj is None:
                 self._claims.pop(key, None)
                 core.queue.remove(key)
             else:
                 self._claims[key] = obj
-                demand = _demand(obj)
+                demand = self._demand(obj)
                 if demand is not None and key in core.bound:
                     core.bound[key] = demand
                 elif demand is not None and key not in core.index.held:
@@ -109,8 +114,9 @@ class ClaimReconciler:
         core = self.core
         for key in [k for k, held in core.index.held.items() if held.node == name]:
             core.forget_allocation(key)
-            if key in self._claims and _demand(self._claims[key]) is not None:
-                core.queue.push(_demand(self._claims[key]))  # type: ignore[arg-type]
+            demand = self._demand(self._claims[key]) if key in self._claims else None
+            if demand is not None:
+                core.queue.push(demand)
         self._ledger_keys.pop(name, None)
         if obj is None:
             core.remove_node(name)
@@ -124,12 +130,22 @@ class ClaimReconciler:
         self._ledger_keys[name] = set(_ledger(obj))
         for key, entry in _ledger(obj).items():
             claim = self._claims.get(key)
-            demand = _demand(claim) if claim is not None else None
+            demand = self._demand(claim) if claim is not None else None
             if demand is None:
                 demand = Demand(key, (), priority=_ORPHAN_PRIORITY, queue="")
             problem = core.adopt(demand, {"nodeName": name, "devices": entry.get("devices") or {}})
             if problem:
                 logger.warning("Node %s ledger entry for %s: %s", name, key, problem)
+
+    def _read(self, claim: Object) -> Demand:
+        namespace = str(claim["metadata"].get("namespace") or "")
+        return demand_from_claim(claim, self._namespace_labels.get(namespace))
+
+    def _demand(self, claim: Object) -> Demand | None:
+        try:
+            return self._read(claim)
+        except DemandError:
+            return None
 
     async def _changed(self, kind: str) -> dict[str, Object | None]:
         return await self._source.changed(kind)
@@ -147,7 +163,7 @@ class ClaimReconciler:
             self.core.forget(key)
             return Result()
         try:
-            demand = demand_from_claim(claim)
+            demand = self._read(claim)
         except DemandError as exc:
             await self._write(claim, None, ("Unschedulable", True, "InvalidClaim", str(exc)))
             return Result()
@@ -373,16 +389,10 @@ def _ledger(node: Object) -> dict[str, dict[str, Any]]:
     return dict(raw) if isinstance(raw, dict) else {}
 
 
-def _demand(claim: Object) -> Demand | None:
-    try:
-        return demand_from_claim(claim)
-    except DemandError:
-        return None
-
-
 def resourceclaim_controller(manager: Manager, compile: SelectorCompiler) -> Controller:
     """The scheduler controller; wake a claim when anything it may depend on changes."""
-    source = InformerSource({kind: manager.informer(kind) for kind in (CLAIM, NODE, CLASS, QUOTA)})
+    kinds = (CLAIM, NODE, CLASS, QUOTA, NAMESPACE)
+    source = InformerSource({kind: manager.informer(kind) for kind in kinds})
     reconciler = ClaimReconciler(manager.store, compile, source=source)
 
     def pending_claims(_: Object) -> list[ObjectKey]:

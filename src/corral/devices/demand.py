@@ -78,8 +78,14 @@ class Demand:
         return tuple(c for c in self.constraints if not c.requests or request in c.requests)
 
 
-def demand_from_claim(claim: Mapping[str, Any]) -> Demand:
-    """The :class:`Demand` of a stored ResourceClaim object; DemandError names a bad field."""
+def demand_from_claim(
+    claim: Mapping[str, Any], namespace_labels: Mapping[str, str] | None = None
+) -> Demand:
+    """The :class:`Demand` of a stored ResourceClaim object; DemandError names a bad field.
+
+    The queue is ``spec.queue``, else the ``corral.dev/queue`` label of the claim's Namespace
+    (``namespace_labels``), else of the claim itself, else ``default``.
+    """
     meta = claim.get("metadata") or {}
     key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     spec = claim.get("spec") or {}
@@ -105,7 +111,12 @@ def demand_from_claim(claim: Mapping[str, Any]) -> Demand:
             raise DemandError(f"{where}.requests: no request named {unknown[0]!r}")
         constraints.append(Constraint(listed, attribute))
     labels = meta.get("labels") or {}
-    queue = spec.get("queue") or labels.get(QUEUE_LABEL) or DEFAULT_QUEUE
+    queue = (
+        spec.get("queue")
+        or (namespace_labels or {}).get(QUEUE_LABEL)
+        or labels.get(QUEUE_LABEL)
+        or DEFAULT_QUEUE
+    )
     priority = spec.get("priority", 0)
     if not isinstance(priority, int) or isinstance(priority, bool):
         raise DemandError("spec.priority: must be an integer")
