@@ -3,6 +3,9 @@
 ``spec.guardrails`` says what the gateway screens on the way in and out (PII, secrets, prompt
 injection, invisible Unicode, classifier Endpoints); it is on by default and compiled by the
 gateway's guardrails extension (``corral.server.guardrails_extension``).
+
+``spec.devices`` (optional) makes each replica claim a device of a DeviceClass, sized from the
+Model (``corral.controllers.endpoint_devices``); without it replicas run where corral runs.
 """
 
 from __future__ import annotations
