@@ -1,6 +1,6 @@
 """``corral render kubernetes``: Deployments plus resource.k8s.io/v1 DeviceClass and
-ResourceClaimTemplate objects, each checked offline against the Kubernetes 1.34 schemas
-(strict: unknown fields fail) from the kubernetes-validate package.
+ResourceClaimTemplate objects, each checked offline against the Kubernetes 1.34
+and 1.37 schemas (strict: unknown fields fail) from the kubernetes-validate package.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from corral.cli.render_commands import render
 from corral.devices.kubernetes import ModelPlacement, RenderError, render_endpoint
 from corral.devices.sizing import replica_needs
 
-K8S_VERSION = "1.34.0"
+K8S_VERSION = "1.34.0"  # the first release with resource.k8s.io/v1
+K8S_VERSIONS = (K8S_VERSION, "1.37.0")
 GIB = 1024**3
 MODEL = {
     "apiVersion": "corral.dev/v1alpha1",
@@ -74,7 +75,8 @@ def rendered(tmp_path: Path, *docs: dict[str, Any]) -> list[dict[str, Any]]:
     assert result.exit_code == 0, result.output
     objects = [o for o in yaml.safe_load_all(result.output) if o]
     for obj in objects:
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
     return objects
 
 
