@@ -84,6 +84,29 @@ async def test_a_deleted_claim_gives_its_devices_back(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_wiped_ledger_gives_nothing_away_and_is_written_back(tmp_path: Path) -> None:
+    store = await seeded(tmp_path, [gpu_node("n0", 1)])
+    try:
+        await store.create(claim("x", count=1))
+        scheduler = ClaimReconciler(store, compile_selector)
+        await scheduler(key("x"))
+        node = await store.get("Node", "", "n0")
+        # Someone writes the Node's status without the scheduler's ledger in it.
+        await store.update_status({**node, "status": {"conditions": []}})
+        await scheduler.sync()
+        assert scheduler.core.index.held["default/x"].node == "n0"
+        assert "default/x" not in scheduler.core.queue
+        await store.create(claim("y", count=1))
+        await scheduler(key("y"))
+        assert "allocation" not in await status_of(store, "y")
+        await scheduler(key("x"))
+        node = await store.get("Node", "", "n0")
+        assert list(node["status"][LEDGER]) == ["default/x"]
+        assert (await status_of(store, "x"))["allocation"]["nodeName"] == "n0"
+    finally:
+        await store.close()
+
+
 async def test_a_vanished_node_sends_its_claims_back_to_pending(tmp_path: Path) -> None:
     store = await seeded(tmp_path, [gpu_node("n0", 2)])
     try:

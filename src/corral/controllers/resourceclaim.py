@@ -70,6 +70,7 @@ class ClaimReconciler:
         self.core = ClaimScheduler(compile)
         self._claims: dict[str, Object] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
+        self._allocated_on: dict[str, set[str]] = {}
         self._ledger_keys: dict[str, set[str]] = {}
 
     async def __call__(self, key: ObjectKey) -> Result:
@@ -96,7 +97,9 @@ class ClaimReconciler:
         for name, obj in (await self._changed(NAMESPACE)).items():
             labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
             self._namespace_labels[name] = dict(labels)
-        for key, obj in (await self._changed(CLAIM)).items():
+        changed_claims = await self._changed(CLAIM)
+        for key, obj in changed_claims.items():
+            self._index_allocation(key, obj)
             if obj is None:
                 self._claims.pop(key, None)
                 core.queue.remove(key)
@@ -107,8 +110,35 @@ class ClaimReconciler:
                     core.bound[key] = demand
                 elif demand is not None and key not in core.index.held:
                     core.submit(demand)
-        for name, obj in (await self._changed(NODE)).items():
+        changed_nodes = await self._changed(NODE)
+        for name, obj in changed_nodes.items():
             self._put_node(name, obj)
+        recheck = set(changed_claims)
+        for name in changed_nodes:
+            recheck |= self._allocated_on.get(name, set())
+        self._hold_claimed(recheck)
+
+    def _index_allocation(self, key: str, obj: Object | None) -> None:
+        for keys in self._allocated_on.values():
+            keys.discard(key)
+        node = _allocated_node(obj)
+        if node:
+            self._allocated_on.setdefault(node, set()).add(key)
+
+    def _hold_claimed(self, keys: set[str]) -> None:
+        """Claims whose status names devices the ledgers do not: hold them here all the same.
+
+        A ledger can lose entries (a Node status written by someone who dropped them); until
+        the claim is reconciled (and the entry written back), its devices are not offered.
+        """
+        for key in keys:
+            claim = self._claims.get(key)
+            allocation = ((claim or {}).get("status") or {}).get("allocation")
+            if not allocation or key in self.core.index.held or claim is None:
+                continue
+            demand = self._demand(claim)
+            if demand is not None and self.core.index.node(_allocated_node(claim)) is not None:
+                self.core.adopt(demand, allocation)
 
     def _put_node(self, name: str, obj: Object | None) -> None:
         core = self.core
@@ -171,13 +201,23 @@ class ClaimReconciler:
         held = self.core.index.held.get(key)
         if allocation:
             node = str(allocation.get("nodeName") or "")
-            if held is not None and held.node == node:
+            in_ledger = key in self._ledger_keys.get(node, set())
+            if held is not None and held.node == node and in_ledger:
                 await self._drop_entries(key, keep_node=node)
                 return Result()
             if await self._ledger_entry(node, key) is not None:
                 # Our cached view of the node is behind the store: catch up, nothing is lost.
                 await self._refresh_node(node)
                 return Result(requeue_after=0.0)
+            # The ledger lost the entry (or never had it): write it back if it still fits.
+            entry = {
+                "devices": allocation.get("devices") or {},
+                "reservedAt": now_rfc3339(),
+                "reservedBy": f"{self._actor} (restored from the claim)",
+            }
+            if await self._edit_ledger(node, key, entry):
+                await self._refresh_node(node)
+                return Result()
             lost = (
                 f"node {node} is gone"
                 if self.core.index.node(node) is None
@@ -382,6 +422,11 @@ def _fits_ledger(
         except ValueError:
             return False
     return True
+
+
+def _allocated_node(claim: Object | None) -> str:
+    allocation = ((claim or {}).get("status") or {}).get("allocation") or {}
+    return str(allocation.get("nodeName") or "")
 
 
 def _ledger(node: Object) -> dict[str, dict[str, Any]]:
