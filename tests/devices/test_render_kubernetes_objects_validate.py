@@ -6,7 +6,9 @@ and 1.37 schemas (strict: unknown fields fail) from the kubernetes-validate pack
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import kubernetes_validate
@@ -14,7 +16,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import corral.api.kinds.deviceclass  # noqa: F401  (registers the kind until kinds/__init__ does)
 from corral.api.quantity import parse_quantity
+from corral.cli.remote import Remote
 from corral.cli.render_commands import render
 from corral.devices.kubernetes import ModelPlacement, RenderError, render_endpoint
 from corral.devices.sizing import memory_quantity, replica_needs
@@ -177,3 +181,45 @@ def test_a_local_model_file_without_status_is_sized_from_its_header(tmp_path: Pa
     asked = template["spec"]["spec"]["devices"]["requests"][0]["exactly"]["capacity"]
     expected = memory_estimate(read_gguf_metadata(gguf), 8192, 4).total
     assert asked == {"requests": {"memory": memory_quantity(expected)}}
+
+
+class ServerObjects:
+    """Stands in for the HTTP client: answers get/list from objects the server would hold."""
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        self.objects = objects
+        self.asked: list[tuple[str, str | None, str]] = []
+
+    def __enter__(self) -> ServerObjects:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def get(self, kind: str, name: str, *, namespace: str = "default") -> dict[str, Any]:
+        self.asked.append((kind, namespace, name))
+        return next(o for o in self.objects if (o["kind"], o["metadata"]["name"]) == (kind, name))
+
+    def list(self, kind: str, *, namespace: str | None = "default") -> Any:
+        self.asked.append((kind, namespace, "*"))
+        return SimpleNamespace(items=[o for o in self.objects if o["kind"] == kind])
+
+
+def test_an_endpoint_on_the_server_renders_with_its_models_and_classes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = {**endpoint({"className": "big-gpu"}), "status": {"readyReplicas": 1}}
+    served["metadata"]["namespace"] = "default"
+    server = ServerObjects(served, {**MODEL, "metadata": {"name": "llama-8b"}}, GPU_CLASS)
+    monkeypatch.setattr(Remote, "client", lambda _self: server)
+    result = CliRunner().invoke(render, ["kubernetes", "chat", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    items = json.loads(result.output)["items"]
+    assert [o["kind"] for o in items] == ["DeviceClass", "ResourceClaimTemplate", "Deployment"]
+    assert server.asked == [
+        ("Endpoint", "default", "chat"),
+        ("Model", "default", "llama-8b"),
+        ("DeviceClass", None, "*"),
+    ]
+    for obj in items:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
