@@ -38,10 +38,14 @@ from typing import Any
 
 from starlette.routing import Router
 
+from corral.api.kinds.deviceclass import use_selector_check
 from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_create_admin_token
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
 from corral.controllers import add_model_serving
+from corral.controllers.resourceclaim import resourceclaim_controller
 from corral.controlplane import GarbageCollector, Manager
+from corral.devices.cel_cache import device_predicate
+from corral.devices.cel_checks import selector_problems
 from corral.gateway import API_PREFIX, Gateway, RouteSource, Stage, create_gateway
 from corral.runtimes import Supervisor
 from corral.server.access_feed import AccessFeed
@@ -90,6 +94,10 @@ _FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
 _UVICORN_LOG = logging.getLogger("uvicorn.error")
+
+# DeviceClass and ResourceClaim selectors are CEL, compiled at the API server's write gate (the
+# api layer cannot import the CEL engine, so the composition root installs the check).
+use_selector_check(selector_problems)
 
 
 class ServerError(Exception):
@@ -251,6 +259,7 @@ async def _run_roles_with(
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
             manager.add(GarbageCollector(manager))
             supervisor = add_model_serving(manager, state_dir)
+            manager.add(resourceclaim_controller(manager, device_predicate))
             logs = EndpointLogs(store, supervisor, authenticate)
             workers[CONTROLLERS] = asyncio.create_task(manager.run(stop))
         if access is not None:

@@ -3,12 +3,16 @@
 from corral.api.kinds import (
     apikey,
     budget,
+    deviceclass,
+    devicequota,
     endpoint,
     lease,
     model,
     namespace,
+    node,
     policy,
     ratelimit,
+    resourceclaim,
     secret,
     team,
 )
@@ -16,12 +20,16 @@ from corral.api.kinds import (
 __all__ = [
     "apikey",
     "budget",
+    "deviceclass",
+    "devicequota",
     "endpoint",
     "lease",
     "model",
     "namespace",
+    "node",
     "policy",
     "ratelimit",
+    "resourceclaim",
     "secret",
     "team",
 ]
