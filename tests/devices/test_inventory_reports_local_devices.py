@@ -4,6 +4,8 @@ store's own writes."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 import corral.api.kinds.node  # noqa: F401  (registers the kind)
+from corral.api.errors import Conflict
 from corral.api.objects import Object
 from corral.api.validation import validate_object
 from corral.devices.inventory import (
@@ -19,6 +22,7 @@ from corral.devices.inventory import (
     GpuProbeError,
     gpu_model,
     heartbeat,
+    keep_node_registered,
     local_node,
     node_name,
     parse_nvidia_smi,
@@ -176,19 +180,36 @@ async def test_the_node_registers_and_heartbeats_through_the_store(
             (outcome,) = await store.apply([validate_object(obj)], actor="system:node")
             return outcome.object
 
+        async def read(name: str) -> Object:
+            return await store.get("Node", "", name)
+
         node = probed("box", T4_SMI, machine, cores=8)
-        stored = await register_local_node(apply, store.update_status, node=node)
-        again = await store.get("Node", "", "box")
+        stored = await register_local_node(apply, store.update_status, read, node=node)
+        again = await read("box")
         assert again["spec"]["devices"][1]["attributes"]["model"] == {"string": "T4"}
         assert again["status"]["gpuCount"] == 1
         first_beat = again["status"]["heartbeatTime"]
 
-        # Another writer marks a GPU unhealthy and adds a condition; a heartbeat keeps both.
-        again["status"]["devices"][1]["health"] = "Unhealthy"
-        again["status"]["conditions"].append({"type": "Draining", "status": "True"})
-        again = await store.update_status(again)
-        beaten = await heartbeat(store.update_status, again)
+        # Right after the node reads itself, a scheduler writes its ledger, marks a GPU
+        # unhealthy and adds a condition: the node's write conflicts, it reads again and keeps
+        # all three.
+        raced: list[bool] = []
+
+        async def racing_read(name: str) -> Object:
+            raced.append(False)
+            current = await read(name)
+            if len(raced) == 1:
+                theirs = copy.deepcopy(current)
+                theirs["status"]["allocations"] = {"ml/train": {"devices": ["gpu0"]}}
+                theirs["status"]["devices"][1]["health"] = "Unhealthy"
+                theirs["status"]["conditions"].append({"type": "Draining", "status": "True"})
+                await store.update_status(theirs)
+            return current
+
+        beaten = await heartbeat(racing_read, store.update_status, "box")
+        assert len(raced) == 2  # read, conflict, read again
         assert beaten["status"]["heartbeatTime"] > first_beat
+        assert beaten["status"]["allocations"] == {"ml/train": {"devices": ["gpu0"]}}
         conditions = {c["type"]: c for c in beaten["status"]["conditions"]}
         assert set(conditions) == {"Ready", "Draining"}
         assert (
@@ -197,10 +218,62 @@ async def test_the_node_registers_and_heartbeats_through_the_store(
         )
         assert beaten["status"]["devices"][1]["health"] == "Unhealthy"
 
-        # Restarted with the GPU gone: the spec follows the machine.
-        await register_local_node(apply, store.update_status, node=probed("box", None, machine))
-        assert [d["name"] for d in (await store.get("Node", "", "box"))["spec"]["devices"]] == [
-            "cpu"
-        ]
+        # Restarted with the GPU gone: the spec follows the machine, the ledger stays.
+        restarted = await register_local_node(
+            apply, store.update_status, read, node=probed("box", None, machine)
+        )
+        assert [d["name"] for d in restarted["spec"]["devices"]] == ["cpu"]
+        assert [d["name"] for d in restarted["status"]["devices"]] == ["cpu"]
+        assert restarted["status"]["allocations"] == {"ml/train": {"devices": ["gpu0"]}}
     finally:
         await store.close()
+
+
+async def test_a_write_that_keeps_conflicting_is_reported(machine: Path) -> None:
+    node = probed("box", None, machine)
+    reads: list[str] = []
+
+    async def apply(obj: Object) -> Object:
+        return {**obj, "status": {}}
+
+    async def read(name: str) -> Object:
+        reads.append(name)
+        return {**node, "status": {}}
+
+    async def always_stale(obj: Object) -> Object:
+        raise Conflict(f"{obj['kind']}/box was modified")
+
+    with pytest.raises(Conflict):
+        await register_local_node(apply, always_stale, read, node=node)
+    assert reads == ["box"] * 4
+
+
+async def test_the_server_task_registers_then_heartbeats_until_stopped() -> None:
+    written: list[Object] = []
+    stop = asyncio.Event()
+
+    async def apply(obj: Object) -> Object:
+        written.append(obj)
+        return {**obj, "metadata": {**obj["metadata"], "uid": "u1"}}
+
+    async def read(name: str) -> Object:
+        assert name == written[-1]["metadata"]["name"]
+        return written[-1]
+
+    async def write_status(obj: Object) -> Object:
+        written.append(obj)
+        beats = sum("status" in o for o in written)
+        if beats == 3:
+            stop.set()
+        if beats == 2:
+            raise ConnectionError("store away")  # a failed beat is retried at the next tick
+        return obj
+
+    task = keep_node_registered(
+        apply, write_status, read, stop, interval=0.01, runner=recorded(T4_SMI)
+    )
+    stored = await asyncio.wait_for(task, timeout=10)
+    assert "status" not in written[0]
+    assert [w["status"]["gpuCount"] for w in written[1:]] == [1, 1, 1]
+    assert stored["metadata"]["uid"] == "u1"
+    assert stop.is_set()

@@ -1,9 +1,9 @@
 """The local machine as a ``Node``: its CPU, memory and NVIDIA GPUs, and how it registers.
 
-Where this sits: when a corral server starts it calls :func:`register_local_node` with the
-store's apply and status writes; the Node it writes is what the claim scheduler
+Where this sits: when a corral server starts it runs :func:`keep_node_registered` with the
+store's apply, status write and read; the Node it writes is what the claim scheduler
 (``corral.devices.fleet_index``) allocates from, and :func:`heartbeat` keeps its ``Ready``
-condition fresh. Operators describe other machines with fleet files instead
+condition fresh without touching what the schedulers keep in the same status (their ledger). Operators describe other machines with fleet files instead
 (``corral.devices.fleet_files``), which build their devices with the same helpers.
 
 Devices (Kubernetes DRA style, one pool per node):
@@ -20,6 +20,7 @@ Devices (Kubernetes DRA style, one pool per node):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import platform
@@ -31,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from corral.api.errors import Conflict
 from corral.api.objects import API_VERSION, Object, now_rfc3339
 from corral.api.quantity import format_quantity
 
@@ -283,40 +285,107 @@ def node_status(devices: list[dict[str, Any]], *, ready: bool = True) -> dict[st
 
 Write = Callable[[Object], Awaitable[Object]]
 """A store-facing write: takes an object, returns it as stored."""
+Read = Callable[[str], Awaitable[Object]]
+"""Reads the Node called ``name`` as stored (``store.get("Node", "", name)``)."""
+
+# Status fields this module writes; everything else in a Node's status (the schedulers'
+# ledger ``allocations``, other writers' conditions and health verdicts) is someone else's.
+OWN_STATUS_FIELDS = ("heartbeatTime", "deviceCount", "gpuCount")
+CONFLICT_RETRIES = 5
 
 
-async def register_local_node(
-    apply: Write,
-    write_status: Write,
-    *,
-    node: Object | None = None,
-    name: str | None = None,
-    runner: Runner = run_command,
-) -> Object:
-    """Write this machine's Node (spec by ``apply``, then status) and return it as stored.
+def merge_status(current: dict[str, Any] | None, devices: list[dict[str, Any]]) -> dict[str, Any]:
+    """``current`` with this node's report for ``devices`` merged in, nothing else touched.
 
-    ``apply`` creates the Node or brings its spec up to date (a GPU added or gone since the
-    last start); ``write_status`` then records health and the heartbeat. Both are the store's,
-    so the same code serves the single-process server and a fleet of them.
+    Ready is replaced (its transition time kept while it stays True); other conditions stay;
+    a device keeps the health another writer gave it, a new device is Healthy, a device no
+    longer in the spec loses its entry; ``allocations`` and unknown fields are kept as stored.
     """
-    node = node if node is not None else local_node(name, runner=runner)
-    status = node["status"]
-    stored = await apply({key: value for key, value in node.items() if key != "status"})
-    return await write_status({**stored, "status": status})
-
-
-async def heartbeat(write_status: Write, stored: Object) -> Object:
-    """Refresh ``status.heartbeatTime`` and the Ready condition of a registered Node."""
-    status = dict(stored.get("status") or {})
-    fresh = node_status(list((stored.get("spec") or {}).get("devices") or []))
+    status = dict(current or {})
+    fresh = node_status(devices)
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
     ready = next((c for c in conditions if c.get("type") == "Ready"), None)
     if ready is not None and ready.get("status") == "True":
         # A condition's transition time moves only when its status changes.
         fresh["conditions"][0]["lastTransitionTime"] = ready.get("lastTransitionTime", "")
-    # Other writers' conditions and device health verdicts are theirs: keep them.
     fresh["conditions"] += [c for c in conditions if c.get("type") != "Ready"]
     kept_health = {d.get("name"): d for d in status.get("devices") or [] if isinstance(d, dict)}
     fresh["devices"] = [kept_health.get(d["name"], d) for d in fresh["devices"]]
     status.update(fresh)
-    return await write_status({**stored, "status": status})
+    return status
+
+
+async def _write_report(read: Read, write_status: Write, stored: Object) -> Object:
+    # Read-modify-write under the Node's resourceVersion: a scheduler may bind a claim (write
+    # the ledger) between our read and our write; on a conflict read again and re-merge.
+    name = stored["metadata"]["name"]
+    for attempt in range(CONFLICT_RETRIES):
+        devices = list((stored.get("spec") or {}).get("devices") or [])
+        try:
+            return await write_status(
+                {**stored, "status": merge_status(stored.get("status"), devices)}
+            )
+        except Conflict:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+            stored = await read(name)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def register_local_node(
+    apply: Write,
+    write_status: Write,
+    read: Read,
+    *,
+    node: Object | None = None,
+    name: str | None = None,
+    runner: Runner = run_command,
+) -> Object:
+    """Write this machine's Node (spec by ``apply``, then its report into status); return it.
+
+    ``apply`` creates the Node or brings its spec up to date (a GPU added or gone since the
+    last start) and returns it as stored, status included; the report is merged into that
+    status (see :func:`merge_status`) and written with ``write_status``, re-read with ``read``
+    on a conflict. All three are the store's, so the same code serves one process or many.
+    """
+    node = node if node is not None else local_node(name, runner=runner)
+    stored = await apply({key: value for key, value in node.items() if key != "status"})
+    return await _write_report(read, write_status, stored)
+
+
+async def heartbeat(read: Read, write_status: Write, name: str) -> Object:
+    """Refresh the heartbeat and Ready condition of the registered Node ``name``."""
+    return await _write_report(read, write_status, await read(name))
+
+
+async def keep_node_registered(
+    apply: Write,
+    write_status: Write,
+    read: Read,
+    stop: asyncio.Event,
+    *,
+    interval: float = 30.0,
+    name: str | None = None,
+    runner: Runner = run_command,
+) -> Object:
+    """Register this machine, then heartbeat every ``interval`` seconds until ``stop`` is set.
+
+    The server runs this as one of its tasks. A failed heartbeat is logged and retried at the
+    next tick (the store may be briefly away); registration failing is the caller's error.
+    Returns the Node as last stored.
+    """
+    # nvidia-smi can take seconds on a busy machine: keep it off the event loop.
+    node = await asyncio.to_thread(local_node, name, runner=runner)
+    stored = await register_local_node(apply, write_status, read, node=node)
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
+        else:
+            break
+        try:
+            stored = await heartbeat(read, write_status, stored["metadata"]["name"])
+        except Exception as exc:  # a heartbeat must not end the server
+            log.warning("node %s: heartbeat failed: %s", stored["metadata"]["name"], exc)
+    return stored
