@@ -3,8 +3,9 @@
 Where this sits: when a corral server starts it runs :func:`keep_node_registered` with the
 store's apply, status write and read; the Node it writes is what the claim scheduler
 (``corral.devices.fleet_index``) allocates from, and :func:`heartbeat` keeps its ``Ready``
-condition fresh without touching what the schedulers keep in the same status (their ledger). Operators describe other machines with fleet files instead
-(``corral.devices.fleet_files``), which build their devices with the same helpers.
+condition fresh without touching what the schedulers keep in the same status (their ledger).
+Operators describe other machines with fleet files instead (``corral.devices.fleet_files``),
+which build their devices with the same helpers.
 
 Devices (Kubernetes DRA style, one pool per node):
 
