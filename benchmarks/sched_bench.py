@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 import sys
 import tempfile
@@ -245,7 +246,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     parser.add_argument("--plots", type=Path, help="write allocation-curve PNGs here")
     args = parser.parse_args()
-    sys.stdout.reconfigure(line_buffering=True)  # tables appear as they finish, also when piped
+    if isinstance(sys.stdout, io.TextIOWrapper):  # tables appear as they finish, also piped
+        sys.stdout.reconfigure(line_buffering=True)
     data = find_data(args.data)
     seeds = 3 if args.quick else 10
     started = time.monotonic()
