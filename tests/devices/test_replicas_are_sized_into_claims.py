@@ -20,7 +20,7 @@ from corral.devices.sizing import (
 from corral.models.metadata import read_gguf_metadata
 from corral.models.sizing import memory_estimate
 from corral.models.status_sizing import info_from_status, replica_estimate, runtime_shape
-from device_fleet import compile_selector, gpu_class, gpu_node
+from device_fleet import IS_H100, compile_selector, gpu_class, gpu_node
 
 GIB = 1024**3
 LLAMA_8B = {
@@ -128,3 +128,21 @@ def test_a_missing_class_or_empty_fleet_is_named() -> None:
     assert "publishes cores capacity" in never_fits(
         cores, gpu_class(), [gpu_node("n", 1)], compile_selector
     )
+
+
+def test_a_class_whose_selector_does_not_compile_is_named() -> None:
+    broken = gpu_class("odd", "device.frobnicate()")
+    needs = replica_needs({"className": "odd", "memory": "1Gi"}, None)
+    problem = never_fits(needs, broken, [gpu_node("n", 1)], compile_selector)
+    assert problem == "DeviceClass odd: unknown test expression 'device.frobnicate()'"
+
+
+def test_the_fit_check_runs_real_cel_class_selectors() -> None:
+    from corral.devices.cel_cache import device_predicate
+
+    h100 = gpu_node("h", 1, model="H100", memory="80Gi")
+    a100 = gpu_node("a", 1, model="A100", memory="141Gi")
+    only_h100 = gpu_class("h100", IS_H100)
+    needs = replica_needs({"className": "h100", "memory": "100Gi"}, None)
+    problem = never_fits(needs, only_h100, [h100, a100], device_predicate)
+    assert "largest device of class 'h100' has 80.0 GiB (h/gpu0)" in problem

@@ -18,6 +18,7 @@ Claims of replicas no longer wanted (scaled down, a Model removed) are deleted h
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,8 @@ class ReplicaDevices:
         self, store: Store, compile: SelectorCompiler, *, local_node: str | None = None
     ) -> None:
         self._store = store
-        self._compile = compile
+        # One compiled predicate per expression: classes change rarely, reconciles often.
+        self._compile: SelectorCompiler = functools.lru_cache(maxsize=256)(compile)
         self._local_node = local_node
 
     async def resolve(

@@ -178,7 +178,12 @@ def class_devices(
     Health and taints change; this answers "could it ever fit", so they are not looked at.
     """
     selectors = ((device_class.get("spec") or {}).get("selectors")) or []
-    matchers = [compile(str((s.get("cel") or {}).get("expression") or "true")) for s in selectors]
+    expressions = [str((s.get("cel") or {}).get("expression") or "true") for s in selectors]
+    try:
+        matchers = [compile(expression) for expression in expressions]
+    except ValueError as exc:  # checked at apply time; a class stored before that check
+        name = (device_class.get("metadata") or {}).get("name")
+        raise SizingError(f"DeviceClass {name}: {exc}") from None
     found: list[tuple[str, Mapping[str, Any]]] = []
     for node in nodes:
         node_name = str((node.get("metadata") or {}).get("name") or "")
@@ -200,7 +205,10 @@ def never_fits(
     """
     if device_class is None:
         return f"DeviceClass {needs.class_name!r} does not exist"
-    devices = class_devices(nodes, device_class, compile)
+    try:
+        devices = class_devices(nodes, device_class, compile)
+    except SizingError as exc:
+        return str(exc)
     if not devices:
         return f"no Node has a device of class {needs.class_name!r}"
     for capacity, wanted in ((MEMORY, needs.memory), (CORES, needs.cores)):
