@@ -136,6 +136,21 @@ def test_a_plot_into_a_missing_folder_fails_before_simulating(
     assert out == ""
 
 
+def test_without_matplotlib_it_says_what_to_install_before_running(
+    trace: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes, pods = trace
+    monkeypatch.setattr("corral.cli.sched_commands.find_spec", lambda _name: None)
+    code, out, err = run("--nodes", nodes, "--pods", pods)
+    assert code == 1
+    assert "matplotlib" in err
+    assert "--no-plot" in err
+    assert out == ""
+    assert not list(pods.parent.glob("*.png"))
+    code, _, err = run("--nodes", nodes, "--pods", pods, "--policy", "fgd", "--no-plot")
+    assert code == 0, err
+
+
 def test_help_describes_the_options_it_has() -> None:
     result = CliRunner().invoke(sched, ["simulate", "--help"])
     assert result.exit_code == 0

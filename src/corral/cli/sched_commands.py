@@ -8,6 +8,7 @@ imported only when the command runs, so other ``corral`` commands do not pay for
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,10 @@ def simulate(
     target = None if no_plot else plot_path or default_plot_path(pods_path)
     if target is not None and not target.parent.is_dir():
         raise click.BadParameter(f"folder {target.parent} does not exist", param_hint="--plot")
+    if target is not None and find_spec("matplotlib") is None:  # say so before the runs
+        raise click.ClickException(
+            "the plot needs matplotlib (pip install 'corral[plots]'); or pass --no-plot"
+        )
     try:
         summaries = simulate_many(
             nodes_path, pods_path, names, seeds, inflation=inflation, workers=workers
