@@ -74,6 +74,7 @@ from corral.server.http import (
     url_of,
     uvicorn_config,
 )
+from corral.server.node_registration import keep_this_node_registered, registration_enabled
 from corral.server.ratelimit_extension import RateLimitExtension
 from corral.server.route_feed import RouteFeed
 from corral.server.telemetry_extension import TelemetryExtension
@@ -90,6 +91,7 @@ GC_THRESHOLDS = (50_000, 20, 100)
 _HTTP = "http server"
 _ON_READY = "on-ready hook"
 _ACCESS = "gateway access feed"
+_NODE = "node registration"
 _FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
@@ -260,6 +262,8 @@ async def _run_roles_with(
             manager.add(GarbageCollector(manager))
             supervisor = add_model_serving(manager, state_dir)
             manager.add(resourceclaim_controller(manager, device_predicate))
+            if registration_enabled():
+                workers[_NODE] = asyncio.create_task(keep_this_node_registered(store, stop))
             logs = EndpointLogs(store, supervisor, authenticate)
             workers[CONTROLLERS] = asyncio.create_task(manager.run(stop))
         if access is not None:
