@@ -25,12 +25,6 @@ from corral.store import open_store
 
 from .helpers import FAST, QUICKSTART_DIGEST, Plane, condition, model
 
-# corral.devices.scoring._need_milli divides a request by every column of a node's row, padding
-# included (total 0, floored at 1e-300): for a byte-sized memory request numpy warns of an
-# overflow in the branch np.where then discards. The answer is right; the warning is reported to
-# the scoring module's owner, and this filter goes when it is fixed.
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in divide:RuntimeWarning")
-
 CPU_CLASS = {
     "apiVersion": "corral.dev/v1alpha1",
     "kind": "DeviceClass",

@@ -21,6 +21,7 @@ from corral.cli.keys_commands import keys
 from corral.cli.logs_commands import logs
 from corral.cli.policy_commands import policy
 from corral.cli.read_commands import describe, get
+from corral.cli.render_commands import render
 from corral.cli.sched_commands import sched
 from corral.cli.server_commands import serve, up
 from corral.cli.token_commands import token
@@ -79,6 +80,7 @@ _COMMANDS = (
     agent,
     sessions,
     sched,
+    render,
 )
 for _command in _COMMANDS:
     cli.add_command(_command)

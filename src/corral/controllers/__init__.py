@@ -17,19 +17,27 @@ from corral.controllers.endpoint import (
     replica_change_sender,
     secret_api_key,
 )
+from corral.controllers.endpoint_devices import ReplicaDevices
 from corral.controllers.model import ModelReconciler, model_controller
 from corral.controlplane import KeyChannel, Manager
 from corral.runtimes import Supervisor, SupervisorSettings
 
 
 def add_model_serving(
-    manager: Manager, state_dir: Path, *, settings: SupervisorSettings | None = None
+    manager: Manager,
+    state_dir: Path,
+    *,
+    settings: SupervisorSettings | None = None,
+    devices: ReplicaDevices | None = None,
 ) -> Supervisor:
-    """Add the Model and Endpoint controllers; returns the supervisor of the model servers."""
+    """Add the Model and Endpoint controllers; returns the supervisor of the model servers.
+
+    With ``devices``, Endpoints that set ``spec.devices`` get ResourceClaims per replica and
+    run with what the claims were allocated; without, such Endpoints are refused."""
     channel = KeyChannel()
     supervisor = Supervisor(state_dir, on_change=replica_change_sender(channel), settings=settings)
     manager.add(model_controller(manager.store, digest_cache_dir=state_dir / "digests"))
-    manager.add(endpoint_controller(manager, supervisor, channel))
+    manager.add(endpoint_controller(manager, supervisor, channel, devices))
     return supervisor
 
 
@@ -38,6 +46,7 @@ __all__ = [
     "SECRET_API_KEY_FIELD",
     "EndpointReconciler",
     "ModelReconciler",
+    "ReplicaDevices",
     "add_model_serving",
     "api_base",
     "endpoint_controller",

@@ -103,7 +103,11 @@ def _need_milli(choice: Choice, index: FleetIndex, rows: IntArray) -> IntArray:
         total = index.cap_total.get(cap)
         if total is None:
             continue
-        part = np.where(total[rows] > 0, float(amount) / np.maximum(total[rows], 1e-300), 1.0)
+        present = total[rows]
+        # Columns past a node's last device have no capacity (0): their share is 1, whole.
+        part = np.divide(
+            float(amount), present, out=np.ones_like(present, dtype=float), where=present > 0
+        )
         need = np.maximum(need, np.ceil(part * MILLI).astype(np.int64))
     return np.minimum(need, MILLI)
 

@@ -16,7 +16,7 @@ import os
 
 from corral.api.objects import Object
 from corral.api.validation import validate_object
-from corral.devices.inventory import keep_node_registered
+from corral.devices.inventory import keep_node_registered, node_name
 from corral.store.protocol import Store
 
 _log = logging.getLogger("corral.nodes")
@@ -36,9 +36,14 @@ def registration_enabled() -> bool:
     raise ValueError(f"{NODE_REGISTER_ENV}={value!r}: expected 1/true/yes/on or 0/false/no/off")
 
 
+def this_node_name() -> str:
+    """The Node this process registers (and binds local replicas' claims on)."""
+    return node_name(os.environ.get(NODE_NAME_ENV, "").strip() or None)
+
+
 async def keep_this_node_registered(store: Store, stop: asyncio.Event) -> None:
     """Register and heartbeat this machine's Node until ``stop``; never raises for the store."""
-    name = os.environ.get(NODE_NAME_ENV, "").strip() or None
+    name = this_node_name()
 
     async def apply(obj: Object) -> Object:
         (outcome,) = await store.apply([validate_object(obj)], actor="system:node")

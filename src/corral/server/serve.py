@@ -41,7 +41,7 @@ from starlette.routing import Router
 from corral.api.kinds.deviceclass import use_selector_check
 from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_create_admin_token
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
-from corral.controllers import add_model_serving
+from corral.controllers import ReplicaDevices, add_model_serving
 from corral.controllers.resourceclaim import resourceclaim_controller
 from corral.controlplane import GarbageCollector, Manager
 from corral.devices.cel_cache import device_predicate
@@ -74,7 +74,11 @@ from corral.server.http import (
     url_of,
     uvicorn_config,
 )
-from corral.server.node_registration import keep_this_node_registered, registration_enabled
+from corral.server.node_registration import (
+    keep_this_node_registered,
+    registration_enabled,
+    this_node_name,
+)
 from corral.server.ratelimit_extension import RateLimitExtension
 from corral.server.route_feed import RouteFeed
 from corral.server.telemetry_extension import TelemetryExtension
@@ -260,7 +264,8 @@ async def _run_roles_with(
         if CONTROLLERS in config.roles:
             manager = Manager(store, identity=identity, leader_election=config.uses_leader_election)
             manager.add(GarbageCollector(manager))
-            supervisor = add_model_serving(manager, state_dir)
+            devices = ReplicaDevices(store, device_predicate, local_node=this_node_name())
+            supervisor = add_model_serving(manager, state_dir, devices=devices)
             manager.add(resourceclaim_controller(manager, device_predicate))
             if registration_enabled():
                 workers[_NODE] = asyncio.create_task(keep_this_node_registered(store, stop))
