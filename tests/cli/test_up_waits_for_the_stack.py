@@ -179,3 +179,16 @@ def test_snippets_name_the_endpoint_and_state_dir_when_not_the_defaults() -> Non
     assert "  corral chat team-a/summarize --state-dir /srv/corral" in lines
     assert "  curl -s http://h:1/v1/chat/completions \\" in lines
     assert '  client = OpenAI(base_url="http://h:1/v1",' in lines
+
+
+def test_an_endpoint_no_device_could_ever_hold_fails_at_once() -> None:
+    never = "needs 90.0 GiB; the largest device of class 'gpu' has 80.0 GiB (big/gpu0)"
+    endpoint = obj(
+        ENDPOINT,
+        "chat",
+        conditions=[condition("Ready", "False", "NoDeviceClassFits", never)],
+    )
+    state = assess(stack(), {MODEL_KEY: ready_model(), ENDPOINT_KEY: endpoint}, timed_out=False)
+    assert state.settled
+    assert by_label(state)["endpoint/chat"] == (Phase.FAILED, "NoDeviceClassFits")
+    assert f"Ready=False NoDeviceClassFits: {never}" in state.items[-1].details

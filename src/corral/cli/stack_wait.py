@@ -7,7 +7,8 @@ serves (or cannot). :func:`assess` is the judgement, a pure function of the obje
   when it is False (every such reason — DigestMismatch, SourceNotFound, NotGGUF, … — needs a
   change to the Model or its file before the controller would try again);
 - an Endpoint is ready when its Ready condition is True for its current generation, and failed
-  when none of the Models it serves can become ready (failed or absent); a replica crashing or
+  when none of the Models it serves can become ready (failed or absent) or when no device could
+  ever hold a replica (``NoDeviceClassFits``); a replica crashing or
   failing to start may still recover, so that waits for the timeout;
 - at the timeout, whatever still waits has failed.
 
@@ -224,6 +225,10 @@ def _model_progress(target: Target, model: Object | None) -> Progress:
     return Progress(target, Phase.FAILED, reason, _unhealthy_conditions(model))
 
 
+_NEVER_FITS_REASONS = frozenset({"NoDeviceClassFits", "DevicesUnavailable"})
+"""Endpoint Ready reasons that waiting cannot change (``corral.controllers.endpoint_devices``)."""
+
+
 def _endpoint_progress(
     endpoint: EndpointTarget, obj: Object | None, models: Mapping[Target, Progress]
 ) -> Progress:
@@ -255,6 +260,10 @@ def _endpoint_progress(
         details = (f"none of its Models can be served ({names})", *_unhealthy_conditions(obj))
         return progress(Phase.FAILED, "ModelNotReady", details)
     reason = str(ready.get("reason") or "") if ready is not None else ""
+    if reason in _NEVER_FITS_REASONS:
+        # No device of the class could ever hold a replica (or devices are off here): waiting
+        # cannot help, the Endpoint's spec.devices or the fleet has to change.
+        return progress(Phase.FAILED, reason, _unhealthy_conditions(obj))
     if not replicas and reason:
         summary = f"waiting: {reason}"
     else:
