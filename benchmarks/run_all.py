@@ -24,6 +24,8 @@ ORDER = [
     "gateway_bench",
     "serving_bench",
     "sched_bench",
+    "cel_bench",
+    "claims_bench",
     "identity_bench",
     "policy_bench",
     "guardrails_eval",
@@ -33,6 +35,7 @@ ORDER = [
     "ratelimit_bench",
     "guardrails_stage_bench",
     "gateway_peers_bench",
+    "agents_bench",
 ]
 
 
