@@ -78,10 +78,13 @@ def median_us(run: Callable[[], Any], calls: int, repeat: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=5000)
-    parser.add_argument("--gpus", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--nodes", type=int, default=5000, help="nodes in the synthetic fleet")
+    parser.add_argument("--gpus", type=int, default=8, help="GPUs per node")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repeats (median)")
+    parser.add_argument("--quick", action="store_true", help="500 nodes, 2 repeats (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.nodes, args.repeat = min(args.nodes, 500), min(args.repeat, 2)
     raw = fleet(args.nodes, args.gpus)
     views = [DeviceView.from_node_device(d) for d in raw]
     n = len(views)
