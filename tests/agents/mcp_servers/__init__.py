@@ -1,0 +1,1 @@
+"""Small MCP servers the tests run as real processes (stdio, or streamable HTTP)."""
