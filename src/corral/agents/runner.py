@@ -71,6 +71,8 @@ class Live:
     leased: bool = False
     """This worker's lease is committed (set when the task starts: after the create, claim or
     acquire that took it); renewals that miss it then mean another worker has it."""
+    settled: bool = False
+    """The task ended with the session's state change written (not cancelled, not lost)."""
     deferred: list[tuple[str, int, str, bytes, float]] | None = None
     """Rows folded but not yet queued: they travel with the next write (see ``append``)."""
 
@@ -390,6 +392,7 @@ class Runner:
             else:
                 async with slot:  # queued here while the agent's sessions are at its limit
                     await self._steps(live, config)
+            live.settled = True
         except _Lost as lost:
             log.warning("%s; stopping here", lost)
         except asyncio.CancelledError:
@@ -480,7 +483,11 @@ class Runner:
                 [ActivityFailed(run.step, error.code, error.message, error.retryable, run.attempt)],
             )
             return
-        await self._write(live, [ActivityCompleted(run.step, result)])
+        events: list[Event] = [ActivityCompleted(run.step, result)]
+        if not result["message"].get("tool_calls"):
+            # An answer: decide() would say Finish next; it goes in the same write.
+            events.append(Final(str(result["message"].get("content") or "")))
+        await self._write(live, events)
 
     async def _run_tool(self, live: Live, config: AgentConfig, run: RunTool) -> None:
         s = live.state

@@ -296,6 +296,8 @@ class AgentRuntime:
                 if live is not None and live.task is not None:
                     with contextlib.suppress(asyncio.CancelledError):
                         await asyncio.shield(live.task)
+                    if live.settled:  # its last state change is durable: no need to read it
+                        return live.state.state
                     continue
                 row = await self._journal.get(session_id)
                 if row is None:
