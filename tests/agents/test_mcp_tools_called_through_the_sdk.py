@@ -238,4 +238,5 @@ async def test_streamable_http_with_a_credential_header(
     refused = await caller.ensure(server_config("default", "nokey", no_key, secrets({})))
     assert not await refused.wait_ready(2.0)
     assert refused.reason == "Unreachable"
+    assert "HTTP 401 Unauthorized" in refused.message
     assert SECRET not in refused.message

@@ -73,6 +73,7 @@ class McpConnection:
         self._lost = asyncio.Event()
         self._failed = asyncio.Event()  # replaced after each failed attempt to connect
         self._task: asyncio.Task[None] | None = None
+        self._http_status = ""
 
     @property
     def connected(self) -> bool:
@@ -262,10 +263,12 @@ class McpConnection:
                 streams = await stack.enter_async_context(stdio_client(params, errlog=errlog))
             else:
                 assert config.url is not None
+                self._http_status = ""
                 client = await stack.enter_async_context(
                     httpx2.AsyncClient(
                         headers=dict(config.headers),
                         timeout=httpx2.Timeout(30.0, read=300.0),
+                        event_hooks={"response": [self._note_status]},
                     )
                 )
                 streams = await stack.enter_async_context(
@@ -279,6 +282,11 @@ class McpConnection:
             self._ready.set()
             self._set("Connected", f"{config.transport} server initialized")
             await self._watch(session)
+
+    async def _note_status(self, response: httpx2.Response) -> None:
+        # The SDK reports any non-2xx answer as one generic error; the status says why.
+        if response.status_code >= 400:
+            self._http_status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
 
     async def _watch(self, session: ClientSession) -> None:
         """Return when the server is gone: a call saw the connection close, or a ping failed."""
@@ -303,7 +311,8 @@ class McpConnection:
             return "ServerExited", f"{_first_line(error)}{detail}"
         if isinstance(error, TimeoutError):
             return "InitializeTimeout", f"{self.config.url} did not initialize in time"
-        return "Unreachable", f"{self.config.url}: {_first_line(error)}"
+        status = f" ({self._http_status})" if self._http_status else ""
+        return "Unreachable", f"{self.config.url}: {_first_line(error)}{status}"
 
 
 class McpToolCaller:
