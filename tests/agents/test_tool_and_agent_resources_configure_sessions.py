@@ -1,7 +1,7 @@
-"""Agent and Tool specs are validated strictly (field named), become the runtime's AgentConfig
-(functions from the Tool's listed MCP tools, risks, allow lists, problems named), and a session
-runs a real stdio MCP server through them: the tool sees the session's idempotency key, a crash
-is journaled as a tool error and the session goes on."""
+"""Agent and Tool specs are validated strictly (field named), compile into the runtime's
+AgentConfig (functions from the Tool's listed MCP tools, risks, allow lists; missing Tools left
+out), and a session runs a real stdio MCP server through them: the tool sees the session's
+idempotency key, a crash is journaled as a tool error and the session goes on."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from agents.conftest import ScriptedModel, reply, tool_calls, tool_results
 from corral.agents.mcp_client import McpToolCaller
 from corral.agents.mcp_config import server_config
-from corral.agents.tools_config import agent_config
 from corral.api.kinds.agent import AgentSpec
 from corral.api.kinds.tool import ToolSpec
+from corral.server.agent_directory import compile_agent
 
 SERVERS = Path(__file__).parent / "mcp_servers"
 STDIO = {"stdio": {"command": "weather-mcp"}}
@@ -140,23 +140,18 @@ def test_an_agent_config_is_built_from_its_tools() -> None:
         "approvals": {"require": ["destructive", "search"], "timeoutSeconds": 60},
         "memory": "none",
     }
-    config, problems = agent_config(agent_object(**spec), tools)
+    config = compile_agent(agent_object(**spec), tools)
     assert sorted(config.tools) == [
-        "ask_planner", "delete_file", "files_search", "page_get", "read_file", "wiki_search",
+        "ask_planner", "delete_file", "files__search", "page_get", "read_file", "wiki__search",
     ]  # fmt: skip
     assert config.tools["read_file"].risk == "read"
     assert config.tools["delete_file"].risk == "destructive"
-    assert config.tools["files_search"].risk == "write"
-    assert config.tools["files_search"].tool == "default/files"
-    assert config.tools["wiki_search"].tool == "research/wiki"
+    assert config.tools["files__search"].risk == "write"
+    assert config.tools["files__search"].tool == "default/files"
+    assert config.tools["wiki__search"].tool == "research/wiki"
     assert config.tools["page_get"].name == "page.get"
     assert config.tools["read_file"].timeout_seconds == 7
     assert config.tools["ask_planner"].tool == "agent:planner"
-    assert problems == [
-        "tools: Tool research/wiki offers no tool 'edit'",
-        "tools: Tool default/pending has not listed its tools yet",
-        "tools: Tool default/absent does not exist",
-    ]
     assert config.limits.max_steps == 9
     assert config.limits.max_concurrent_sessions == 3
     assert config.approvals.needed(config.tools["delete_file"])
@@ -184,11 +179,11 @@ async def test_a_session_calls_a_real_mcp_server(make_runtime: Any, mcp: McpTool
         "spec": spec,
         "status": {"tools": await connection.list_tools()},
     }
-    agent, problems = agent_config(
+    agent = compile_agent(
         agent_object(model="chat", tools=[{"tool": "weather", "allow": ["get_weather", "crash"]}]),
         {("default", "weather"): tool},
     )
-    assert problems == []
+    assert sorted(agent.tools) == ["crash", "get_weather"]
 
     def script(messages: list[dict[str, Any]]) -> Any:
         results = tool_results(messages)

@@ -10,10 +10,10 @@ import corral.api.kinds.agent
 import corral.api.kinds.tool  # noqa: F401  (registers the kinds until the package does)
 from corral.agents.mcp_client import McpToolCaller
 from corral.agents.mcp_config import server_config
-from corral.agents.tools_config import agent_config
 from corral.api.kinds.tool import ToolSpec
 from corral.api.manifest import load_manifests
 from corral.api.validation import validate_documents
+from corral.server.agent_directory import compile_agent
 
 ROOT = Path(__file__).parents[2]
 EXAMPLE = ROOT / "examples" / "agents" / "weather.yaml"
@@ -45,8 +45,12 @@ async def test_the_example_agent_and_tool_are_valid_and_run(tmp_path: Path) -> N
     assert result["content"][0]["text"] == "It is sunny in Paris (answered with an API key)."
     tool = {**objects["Tool"], "status": {"tools": listed}}
     tool["metadata"] = {**tool["metadata"], "namespace": "default"}
-    config, config_problems = agent_config(objects["Agent"], {("default", "weather"): tool})
-    assert config_problems == []
+    agent = {
+        **objects["Agent"],
+        "metadata": {**objects["Agent"]["metadata"], "namespace": "default"},
+    }
+    config = compile_agent(agent, {("default", "weather"): tool})
+    assert sorted(config.tools) == ["get_weather", "set_alert"]
     assert config.tools["set_alert"].risk == "write"
     assert config.approvals.needed(config.tools["set_alert"])
     assert not config.approvals.needed(config.tools["get_weather"])
