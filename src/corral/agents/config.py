@@ -113,6 +113,10 @@ class AgentConfig:
     approvals: Approvals = field(default_factory=Approvals)
     memory: Memory = "conversation"
     retention_seconds: float = 7 * 86_400.0
+    tool_choice: str | None = None
+    """For the first model call of each turn: ``auto``, ``required``, ``none`` or a function
+    name (small models often answer instead of calling a tool unless made to); later calls of
+    the turn leave the choice to the model, so it can answer with what the tools returned."""
 
     def __post_init__(self) -> None:
         if not self.namespace or not self.name:
@@ -127,6 +131,16 @@ class AgentConfig:
                     f"agent {self.name}: tool key {function!r} != {binding.function!r}"
                 )
         _positive("retentionSeconds", self.retention_seconds)
+        choice = self.tool_choice
+        if (
+            choice is not None
+            and choice not in ("auto", "required", "none")
+            and (choice not in self.tools)
+        ):
+            raise ValueError(
+                f"agent {self.name} toolChoice {choice!r}: use auto, required, none or one of "
+                f"its functions ({', '.join(sorted(self.tools)) or 'it has none'})"
+            )
 
 
 class AgentDirectory(Protocol):

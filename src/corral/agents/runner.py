@@ -461,6 +461,9 @@ class Runner:
         request: dict[str, Any] = {"model": config.model, "messages": _messages(config, s)}
         if config.tools:
             request["tools"] = self._openai_tools(config)
+            choice = _tool_choice(config, s)
+            if choice is not None:
+                request["tool_choice"] = choice
         on_delta = None
         if self._hub.watched(s.id):
 
@@ -552,6 +555,17 @@ class Runner:
                 live,
                 [Error("denied", reason or f"policy denies {call.function}", call_id=call.call_id)],
             )
+
+
+def _tool_choice(config: AgentConfig, s: SessionState) -> str | dict[str, Any] | None:
+    """The agent's ``tool_choice`` on the first model call of a turn (the conversation ends
+    with the user's message), else None: the model decides."""
+    choice = config.tool_choice
+    if choice is None or not s.messages or s.messages[-1].get("role") != "user":
+        return None
+    if choice in ("auto", "required", "none"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
 
 
 def _messages(config: AgentConfig, s: SessionState) -> list[dict[str, Any]]:
