@@ -1,6 +1,7 @@
 """The Tool controller connects to real MCP servers, lists their tools into status and says
 clearly why a Tool is not Ready (command not found, server exited, unreachable, missing Secret);
-a spec change re-lists, a Secret that appears later is picked up."""
+a spec change re-lists, a Secret that appears later is picked up; a worker process without the
+controller resolves Tools (and their changes) from the store."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import corral.api.kinds.tool  # noqa: F401  (registers the kind until the package does)
-from corral.agents.mcp_client import McpToolCaller
-from corral.controllers.tool import add_tools
+from corral.agents.mcp_client import McpToolCaller, ToolCallError
+from corral.controllers.tool import add_tools, store_tool_configs
 from corral.controlplane import Manager, get_condition
 from corral.store import open_store
 
@@ -159,3 +160,30 @@ async def test_an_unreachable_http_server_is_named(plane: tuple[Plane, McpToolCa
     )
     assert f"127.0.0.1:{port}" in condition(obj, "Connected")["message"]
     assert obj["status"]["transport"] == "http"
+
+
+async def test_a_worker_without_the_controller_resolves_tools_from_the_store(
+    plane: tuple[Plane, McpToolCaller], tmp_path: Path
+) -> None:
+    control, _ = plane
+    worker = McpToolCaller(
+        tmp_path / "worker-logs", resolve=store_tool_configs(control.store), resolve_seconds=0
+    )
+    try:
+        first = stdio("counter.py", env={"COUNTER_FILE": str(tmp_path / "first")})
+        await control.apply(tool("count", first))
+        await worker.call("default/count", "count", {"label": "a"}, "s:1", "")
+        assert (tmp_path / "first").read_text().split() == ["s:1"]
+        second = stdio("counter.py", env={"COUNTER_FILE": str(tmp_path / "second")})
+        await control.apply(tool("count", second))  # the next call sees the new spec
+        await worker.call("count", "count", {"label": "b"}, "s:2", "")
+        assert (tmp_path / "second").read_text().split() == ["s:2"]
+        creds = [{"secretRef": "absent", "key": "k", "env": "K"}]
+        await control.apply(tool("count", second, credentials=creds))
+        with pytest.raises(ToolCallError, match="Secret default/absent does not exist"):
+            await worker.call("count", "count", {"label": "c"}, "s:3", "")
+        await control.store.delete("Tool", "default", "count")
+        with pytest.raises(ToolCallError, match="'count' is not configured here"):
+            await worker.call("count", "count", {"label": "d"}, "s:4", "")
+    finally:
+        await worker.close()

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
@@ -315,12 +315,18 @@ class McpConnection:
         return "Unreachable", f"{self.config.url}: {_first_line(error)}{status}"
 
 
+Resolve = Callable[[str], Awaitable[ServerConfig | None]]
+"""``namespace/name -> the Tool's config`` (``None``: no such Tool); raises ``CredentialError``."""
+
+
 class McpToolCaller:
     """The runtime's ``ToolCaller`` over MCP: one supervised connection per Tool.
 
-    ``tool`` is ``namespace/name`` (a bare name is looked up in ``default_namespace``). The
-    composition root keeps the connections in step with the Tool objects through
-    :meth:`ensure` and :meth:`remove`; the Tool controller does so where it runs.
+    ``tool`` is ``namespace/name`` (a bare name is looked up in ``default_namespace``).
+    Connections follow the Tool objects two ways: the Tool controller calls :meth:`ensure` and
+    :meth:`remove` where it runs; a process without it passes ``resolve`` (e.g.
+    ``corral.controllers.tool.store_tool_configs``), asked on a call at most every
+    ``resolve_seconds`` per Tool, so a changed spec or Secret reaches the connection.
     """
 
     def __init__(
@@ -329,16 +335,25 @@ class McpToolCaller:
         *,
         default_namespace: str = "default",
         on_change: Callable[[str], None] | None = None,
+        resolve: Resolve | None = None,
+        resolve_seconds: float = 30.0,
         **connection_options: Any,
     ) -> None:
         self._log_dir = log_dir
         self._default_namespace = default_namespace
         self._on_change = on_change
+        self._resolve = resolve
+        self._resolve_seconds = resolve_seconds
+        self._resolved: dict[str, float] = {}
+        self._resolving: dict[str, asyncio.Lock] = {}
         self._options = connection_options
         self._connections: dict[str, McpConnection] = {}
 
+    def _key(self, tool: str) -> str:
+        return tool if "/" in tool else f"{self._default_namespace}/{tool}"
+
     def get(self, key: str) -> McpConnection | None:
-        return self._connections.get(key if "/" in key else f"{self._default_namespace}/{key}")
+        return self._connections.get(self._key(key))
 
     async def ensure(self, config: ServerConfig) -> McpConnection:
         """The connection for ``config.key``, (re)started when the config changed."""
@@ -371,10 +386,30 @@ class McpToolCaller:
         idempotency_key: str,
         token: str,
     ) -> Any:
-        connection = self.get(tool)
+        connection = await self._connection(self._key(tool))
         if connection is None:
             raise ToolCallError("unknown_tool", f"tool {tool!r} is not configured here")
         return await connection.call(name, arguments, idempotency_key, token)
+
+    async def _connection(self, key: str) -> McpConnection | None:
+        if self._resolve is None:
+            return self._connections.get(key)
+        async with self._resolving.setdefault(key, asyncio.Lock()):
+            now = asyncio.get_running_loop().time()
+            if key in self._connections and now - self._resolved.get(key, now) < (
+                self._resolve_seconds
+            ):
+                return self._connections[key]
+            try:
+                config = await self._resolve(key)
+            except LookupError as error:  # a credential's Secret or key is missing
+                await self.remove(key)
+                raise ToolCallError("unavailable", f"tool {key}: {error}") from None
+            self._resolved[key] = now
+            if config is None:
+                await self.remove(key)
+                return None
+            return await self.ensure(config)
 
 
 def _page(cursor: str) -> PaginatedRequestParams:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from corral.agents.mcp_client import McpConnection, McpToolCaller, ToolCallError
-from corral.agents.mcp_config import CredentialError, server_config
+from corral.agents.mcp_client import McpConnection, McpToolCaller, Resolve, ToolCallError
+from corral.agents.mcp_config import CredentialError, ServerConfig, server_config
 from corral.api.errors import Conflict, NotFound
 from corral.api.kinds.secret import SECRET
 from corral.api.kinds.tool import TOOL, ToolSpec
@@ -71,7 +71,8 @@ class ToolReconciler:
         status: dict[str, Any] = copy.deepcopy(tool.get("status") or {})
         status["transport"] = "stdio" if spec.mcp.stdio is not None else "http"
         try:
-            config = server_config(key.namespace, key.name, spec, await self._secrets(key, spec))
+            secrets = await secret_lookup(self._store, key.namespace, spec)
+            config = server_config(key.namespace, key.name, spec, secrets)
         except CredentialError as error:
             await self._tools.remove(qualified)
             self._not_connected(status, "SecretNotFound", str(error), generation)
@@ -103,22 +104,6 @@ class ToolReconciler:
         set_condition(status, "Connected", False, reason, message, generation)
         set_condition(status, "Ready", False, reason, message, generation)
 
-    async def _secrets(
-        self, key: ObjectKey, spec: ToolSpec
-    ) -> Callable[[str], Mapping[str, str] | None]:
-        found: dict[str, Mapping[str, str] | None] = {}
-        for credential in spec.credentials:
-            if credential.secretRef in found:
-                continue
-            try:
-                secret = await self._store.get(SECRET.kind, key.namespace, credential.secretRef)
-            except NotFound:
-                found[credential.secretRef] = None
-                continue
-            data = (secret.get("spec") or {}).get("data") or {}
-            found[credential.secretRef] = {str(k): str(v) for k, v in data.items()}
-        return found.get
-
     async def _write(self, tool: Object, status: dict[str, Any], requeue: float) -> Result:
         status["observedGeneration"] = int(tool["metadata"].get("generation") or 0)
         if status != (tool.get("status") or {}):
@@ -127,6 +112,40 @@ class ToolReconciler:
             except (Conflict, NotFound):
                 return Result(requeue_after=0.2)  # the newer version's event may not come
         return Result(requeue_after=requeue)
+
+
+async def secret_lookup(
+    store: Store, namespace: str, spec: ToolSpec
+) -> Callable[[str], Mapping[str, str] | None]:
+    """The data of the Secrets ``spec``'s credentials name (``None`` for a missing one)."""
+    found: dict[str, Mapping[str, str] | None] = {}
+    for credential in spec.credentials:
+        if credential.secretRef in found:
+            continue
+        try:
+            secret = await store.get(SECRET.kind, namespace, credential.secretRef)
+        except NotFound:
+            found[credential.secretRef] = None
+            continue
+        data = (secret.get("spec") or {}).get("data") or {}
+        found[credential.secretRef] = {str(k): str(v) for k, v in data.items()}
+    return found.get
+
+
+def store_tool_configs(store: Store) -> Resolve:
+    """A ``resolve`` for :class:`McpToolCaller` in a process without this controller (an
+    agents-only worker): reads the Tool and its Secrets from the store when asked."""
+
+    async def resolve(qualified: str) -> ServerConfig | None:
+        namespace, _, name = qualified.partition("/")
+        try:
+            tool = await store.get(TOOL.kind, namespace, name)
+        except NotFound:
+            return None
+        spec: ToolSpec = TOOL.parse_spec(tool)
+        return server_config(namespace, name, spec, await secret_lookup(store, namespace, spec))
+
+    return resolve
 
 
 def _listed(tools: list[dict[str, Any]]) -> str:
@@ -181,4 +200,11 @@ def add_tools(manager: Manager, log_dir: Path) -> McpToolCaller:
     return tools
 
 
-__all__ = ["McpConnection", "ToolReconciler", "add_tools", "tool_controller"]
+__all__ = [
+    "McpConnection",
+    "ToolReconciler",
+    "add_tools",
+    "secret_lookup",
+    "store_tool_configs",
+    "tool_controller",
+]

@@ -6,6 +6,7 @@ effect: the tool skips a key it has already recorded, as an idempotent tool woul
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,15 @@ def count(label: str, ctx: Context) -> str:
     """Count one call; a repeated idempotency key is not counted again."""
     meta: Any = ctx.request_context.meta or {}
     key = str(meta.get("corral/idempotencyKey") or "")
-    path = os.environ["COUNTER_FILE"]
-    seen = Path(path).read_text().split() if os.path.exists(path) else []
-    if key and key in seen:
-        return f"{label}: already counted {key}"
-    with open(path, "a") as file:
+    path = Path(os.environ["COUNTER_FILE"])
+    # Several server processes (one per corral worker) may share the file: check-and-append
+    # under an exclusive lock, so a key is recorded once.
+    with path.open("a+") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.seek(0)
+        seen = file.read().split()
+        if key and key in seen:
+            return f"{label}: already counted {key}"
         file.write(key + "\n")
     return f"{label}: counted {key} ({len(seen) + 1})"
 
