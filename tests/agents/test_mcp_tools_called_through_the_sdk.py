@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import socket
 import subprocess
 import sys
@@ -64,7 +65,9 @@ async def test_tools_are_listed_with_descriptions_and_schemas(
     connection = caller.get("default/weather")
     assert connection is not None
     listed = {tool["name"]: tool for tool in await connection.list_tools()}
-    assert set(listed) == {"get_weather", "secret_fingerprint", "leak_secret", "hang", "crash"}
+    assert set(listed) == {
+        "get_weather", "secret_fingerprint", "leak_secret", "pid", "hang", "crash",
+    }  # fmt: skip
     assert listed["get_weather"]["description"].startswith("The weather in a city")
     schema = listed["get_weather"]["inputSchema"]
     assert schema["properties"]["city"]["type"] == "string"
@@ -138,6 +141,17 @@ async def test_a_crash_is_a_clear_error_and_the_server_is_restarted(
     result = await caller.call("weather", "get_weather", {"city": "Rome"}, "s:2", "")
     assert "sunny in Rome" in result["content"][0]["text"]
     assert connection.restarts >= 1
+
+
+async def test_closing_stops_the_server_process(tmp_path: Path) -> None:
+    caller = McpToolCaller(tmp_path / "logs")
+    await caller.ensure(server_config("default", "w", stdio_spec("weather.py"), secrets({})))
+    result = await caller.call("w", "pid", {}, "s:1", "")
+    pid = int(result["content"][0]["text"])
+    os.kill(pid, 0)  # alive
+    await caller.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 async def test_a_malformed_result_is_a_clear_error(caller: McpToolCaller) -> None:

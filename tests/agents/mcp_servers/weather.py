@@ -38,6 +38,12 @@ def leak_secret() -> str:
 
 
 @server.tool()
+def pid() -> int:
+    """The server's process id (tests check it is gone after shutdown)."""
+    return os.getpid()
+
+
+@server.tool()
 def hang() -> str:
     """Never answers in time."""
     time.sleep(3600)
