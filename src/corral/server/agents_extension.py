@@ -41,11 +41,13 @@ from corral.agents.authority import SessionCredentials
 from corral.agents.authority_gate import PolicyToolGate
 from corral.agents.config import ToolBinding
 from corral.agents.discovery import discovery_document
+from corral.agents.mcp_client import McpToolCaller
 from corral.agents.runtime import AgentRuntime
 from corral.agents.seams import SessionInfo, ToolCaller
 from corral.api.kinds.agent import AGENT
 from corral.api.kinds.tool import TOOL
 from corral.audit import AuditEvent
+from corral.controllers.tool import store_tool_configs
 from corral.gateway import GatewayError, Stage
 from corral.identity import Principal, workload_id
 from corral.policy.entities import Entity, invoke_context, object_entity
@@ -84,7 +86,8 @@ class AgentsExtension(Extension):
         self._a2a = A2AEndpoint(self._sessions)
         self._tasks: list[asyncio.Task[None]] = []
         self.mcp_tools: ToolCaller | None = None
-        """The MCP tool caller; set before ``start`` (the server wires it)."""
+        """The MCP tool caller (by default one of its own, opened at ``start``)."""
+        self._own_mcp: McpToolCaller | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -108,6 +111,14 @@ class AgentsExtension(Extension):
         workload = context.workload
         if workload is None:
             raise RuntimeError("the agents extension needs the workload-identity extension")
+        if self.mcp_tools is None:
+            # Its own connections (the Tool controller closes its own when it loses leadership),
+            # Tools and Secrets read from the store when a call needs them.
+            self._own_mcp = McpToolCaller(
+                context.state_dir / "tool-logs" / "agents",
+                resolve=store_tool_configs(context.store),
+            )
+            self.mcp_tools = self._own_mcp
         tools = A2AToolCaller(self._a2a, self._verify, self.mcp_tools)
         gate = PolicyToolGate(
             lambda: access.engine.snapshot,
@@ -147,6 +158,8 @@ class AgentsExtension(Extension):
                 await task
         if self._model is not None:
             await self._model.aclose()
+        if self._own_mcp is not None:
+            await self._own_mcp.close()
         if self._journal is not None:
             await self._journal.close()
 

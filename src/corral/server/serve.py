@@ -43,6 +43,7 @@ from corral.apiserver import create_app, ensure_builtin_namespaces, load_or_crea
 from corral.client.discovery import TOKEN_FILE, remove_server_info, write_server_info
 from corral.controllers import ReplicaDevices, add_model_serving
 from corral.controllers.resourceclaim import resourceclaim_controller
+from corral.controllers.tool import add_tools
 from corral.controlplane import GarbageCollector, Manager
 from corral.devices.cel_cache import device_predicate
 from corral.devices.cel_checks import selector_problems
@@ -96,6 +97,8 @@ _HTTP = "http server"
 _ON_READY = "on-ready hook"
 _ACCESS = "gateway access feed"
 _NODE = "node registration"
+TOOL_LOGS_DIR = "tool-logs"
+"""Where supervised stdio MCP servers write their stderr (``<ns>_<name>.stderr.log``)."""
 _FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
@@ -266,6 +269,7 @@ async def _run_roles_with(
             manager.add(GarbageCollector(manager))
             devices = ReplicaDevices(store, device_predicate, local_node=this_node_name())
             supervisor = add_model_serving(manager, state_dir, devices=devices)
+            add_tools(manager, state_dir / TOOL_LOGS_DIR)
             manager.add(resourceclaim_controller(manager, device_predicate))
             if registration_enabled():
                 workers[_NODE] = asyncio.create_task(keep_this_node_registered(store, stop))

@@ -1,6 +1,7 @@
 """The built-in kinds. Importing this package registers them all."""
 
 from corral.api.kinds import (
+    agent,
     apikey,
     budget,
     deviceclass,
@@ -15,9 +16,11 @@ from corral.api.kinds import (
     resourceclaim,
     secret,
     team,
+    tool,
 )
 
 __all__ = [
+    "agent",
     "apikey",
     "budget",
     "deviceclass",
@@ -32,4 +35,5 @@ __all__ = [
     "resourceclaim",
     "secret",
     "team",
+    "tool",
 ]
