@@ -87,3 +87,36 @@ async def test_a_stream_without_usage_is_estimated_so_token_limits_count_it() ->
     assert usage["completion_tokens"] == 10
     assert usage["prompt_tokens"] >= 100
     assert usage["total_tokens"] == usage["prompt_tokens"] + 10
+
+
+async def test_a_tool_call_streamed_with_its_name_in_every_chunk_keeps_one_name() -> None:
+    # llama.cpp's server (chatml-function-calling) repeats the function name in every delta.
+    def handler(_request: httpx.Request) -> httpx.Response:
+        pieces = ['{"', "city", '": "', "Paris", '"}']
+        chunks = [
+            {
+                "choices": [
+                    {
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": "call_0",
+                                    "type": "function",
+                                    "function": {"name": "get_weather", "arguments": piece},
+                                }
+                            ]
+                        }
+                    }
+                ]
+            }
+            for piece in pieces
+        ]
+        return httpx.Response(200, content=sse(*chunks))
+
+    model = caller(handler)
+    result = await call_model(model, {"model": "chat", "messages": []}, "", seconds=5)
+    await model.aclose()
+    (call,) = result["message"]["tool_calls"]
+    assert call["function"] == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert call["id"] == "call_0"

@@ -190,7 +190,11 @@ async def _from_stream(
                 )
                 call["id"] = part.get("id") or call["id"]
                 function = part.get("function") or {}
-                call["function"]["name"] += function.get("name") or ""
+                name = function.get("name") or ""
+                # OpenAI sends the name in the first delta only; llama.cpp's server repeats it
+                # whole in every delta: a repeat is not more of the name.
+                if name and name != call["function"]["name"]:
+                    call["function"]["name"] += name
                 call["function"]["arguments"] += function.get("arguments") or ""
     message: dict[str, Any] = {"content": "".join(text) if text else None}
     if calls:

@@ -162,7 +162,8 @@ def _model_message(state: SessionState, event: ActivityCompleted) -> None:
     state.tokens += int(usage.get("total_tokens") or 0)
     state.cost += float(usage.get("cost_usd") or 0.0)
     calls = message.get("tool_calls") or []
-    assistant: dict[str, Any] = {"role": "assistant", "content": message.get("content")}
+    # "" rather than null beside tool calls: OpenAI takes either, llama.cpp's server only a string.
+    assistant: dict[str, Any] = {"role": "assistant", "content": message.get("content") or ""}
     if calls:
         assistant["tool_calls"] = calls
     state.messages.append(assistant)

@@ -256,13 +256,10 @@ def _ask(pending: dict[str, Any]) -> str | None:
 
 
 def _result_text(result: dict[str, Any]) -> str:
-    """The text parts of an MCP tool result (else the result as JSON)."""
-    parts = result.get("content")
-    if isinstance(parts, list):
-        texts = [str(p.get("text")) for p in parts if isinstance(p, dict) and "text" in p]
-        if texts:
-            return " ".join(texts)
-    return _short(result)
+    """A tool result's text (``content``), marked when the tool reported an error."""
+    content = result.get("content")
+    text = content if isinstance(content, str) else _short(result)
+    return f"error: {text}" if result.get("error") else text
 
 
 def _short(value: Any, limit: int = 160) -> str:

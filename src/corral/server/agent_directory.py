@@ -84,6 +84,7 @@ def compile_agent(obj: Object, tools: Mapping[Key, Object]) -> AgentConfig:
         Approvals(frozenset(spec.approvals.require), spec.approvals.timeoutSeconds),
         spec.memory,
         spec.retentionSeconds,
+        spec.toolChoice,
     )
 
 

@@ -102,6 +102,12 @@ class AgentSpec(BaseModel):
     retentionSeconds: float = Field(
         default=7 * 86_400.0, gt=0, description="how long an ended session's journal is kept"
     )
+    toolChoice: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the first model call of each turn: auto, required, none or a function "
+        "name (makes small models call a tool); later calls of the turn are the model's choice",
+    )
 
     @field_validator("tools")
     @classmethod
