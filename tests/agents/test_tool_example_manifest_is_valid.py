@@ -24,7 +24,7 @@ async def test_the_example_agent_and_tool_are_valid_and_run(tmp_path: Path) -> N
     valid, problems = validate_documents((d.body, d.location) for d in documents)
     assert problems == []
     objects = {obj["kind"]: obj for obj, _ in valid}
-    assert set(objects) == {"Secret", "Tool", "Agent"}
+    assert set(objects) == {"Secret", "Tool", "Agent", "Endpoint", "Policy"}
     spec = ToolSpec.model_validate(objects["Tool"]["spec"])
     assert spec.mcp.stdio is not None
     # The example says `python`; run it with this interpreter, from the repository root.

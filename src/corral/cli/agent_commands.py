@@ -219,15 +219,20 @@ def _follow(
 
 def _print_turn(events: Iterator[SessionEvent]) -> tuple[str, dict[str, Any] | None]:
     state, pending, streaming = "active", None, False
+    streamed: list[str] = []  # the model's text since the last step started
     for event in events:
         data = event.data
         if event.type == "model_delta":
-            click.echo(str(data.get("content") or ""), nl=False)
+            piece = str(data.get("content") or "")
+            click.echo(piece, nl=False)
+            streamed.append(piece)
             streaming = True
             continue
         if streaming:
             click.echo()
             streaming = False
+        if event.type == "step_started":
+            streamed = []
         if event.type == "tool_call":
             click.echo(f"→ {data.get('function')} {_short(data.get('arguments'))}")
         elif event.type == "tool_result":
@@ -235,7 +240,9 @@ def _print_turn(events: Iterator[SessionEvent]) -> tuple[str, dict[str, Any] | N
         elif event.type == "approval_needed":
             pending = data
         elif event.type == "final":
-            click.echo(str(data.get("text") or ""))
+            text = str(data.get("text") or "")
+            if text.strip() != "".join(streamed).strip():  # not already shown as it streamed
+                click.echo(text)
         elif event.type == "error":
             click.echo(f"error: {data.get('message') or _short(data)}", err=True)
         elif event.type == "state":
