@@ -35,9 +35,7 @@ async def _opener(backend: str, tmp_path: Path) -> AsyncIterator[Opener]:
     opened: list[Any] = []
 
     async def open_one() -> Any:
-        counters = await open_ratelimit_counters(
-            url, name=name, owned=backend == "sqlite-owned"
-        )
+        counters = await open_ratelimit_counters(url, name=name, owned=backend == "sqlite-owned")
         opened.append(counters)
         return counters
 
@@ -56,9 +54,7 @@ async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture(params=SHARED_BACKENDS)
-async def shared_opener(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Opener]:
+async def shared_opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """Backends several gateway processes share (the owned SQLite file admits one handle)."""
     async for found in _opener(str(request.param), tmp_path):
         yield found
