@@ -337,6 +337,12 @@ def _flatten(bodies: list[tuple[int, Any]], name: str) -> list[ManifestDocument]
 def _yaml_error(error: YAMLError, name: str, index: int) -> ManifestError:
     if isinstance(error, MarkedYAMLError) and error.problem_mark is not None:
         problem = error.problem or "invalid YAML"
+        if "maximum nesting depth" in problem:
+            # PyYAML >= 6.0.4 has a limit of its own that its scanner, running ahead of the
+            # events, can reach first: the same refusal, in corral's words.
+            return _marked(
+                name, index, error.problem_mark, f"nests deeper than {MAX_NESTING_DEPTH}"
+            )
         context = f" ({error.context})" if error.context else ""
         return _marked(name, index, error.problem_mark, f"{problem}{context}")
     return _error(f"{name}[{index}]", "", f"invalid YAML: {error}")
