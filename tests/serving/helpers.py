@@ -189,3 +189,19 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def manifest(kind: str, name: str, spec: Object, namespace: str = "default") -> Object:
+    """A namespaced object of ``kind`` with ``spec``, ready to apply."""
+    metadata = {"name": name, "namespace": namespace}
+    return {"apiVersion": "corral.dev/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec}
+
+
+def sse_events(text: str) -> list[tuple[str, Object]]:
+    """(event name, JSON data) of each server-sent event in a whole body; comments skipped."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        lines = [line for line in block.splitlines() if not line.startswith(":")]
+        if len(lines) == 2:
+            events.append((lines[0].removeprefix("event: "), json.loads(lines[1][6:])))
+    return events

@@ -7,7 +7,6 @@ decides both the agent's model calls and its tool calls.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .helpers import DIGEST, SOURCE, Corral, is_ready
+from .helpers import DIGEST, SOURCE, Corral, is_ready, manifest, sse_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,15 +28,6 @@ permit (principal, action == Action::"invoke", resource == Endpoint::"default/to
 permit (principal, action == Action::"call", resource == Tool::"default/weather")
   when {{ {AGENTS} }};
 """
-
-
-def manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }
 
 
 def agent(name: str, allow: list[str], tool_choice: str) -> dict[str, Any]:
@@ -108,22 +98,13 @@ def _listed(obj: dict[str, Any]) -> bool:
     )
 
 
-def sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = [line for line in block.splitlines() if not line.startswith(":")]
-        if len(lines) == 2:
-            events.append((lines[0].removeprefix("event: "), json.loads(lines[1][6:])))
-    return events
-
-
 def turn(server: Corral, agent_name: str, path: str, body: dict[str, Any]) -> list[Any]:
     base = f"{server.url}/v1/agents/default/{agent_name}/sessions"
     headers = {"authorization": f"Bearer {server.token}"}
     with httpx.Client(headers=headers, timeout=300) as http:
         answer = http.post(f"{base}{path}", json=body)
     assert answer.status_code == 200, answer.text
-    return sse(answer.text)
+    return sse_events(answer.text)
 
 
 def new_session(server: Corral, agent_name: str) -> str:

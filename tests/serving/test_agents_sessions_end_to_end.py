@@ -7,17 +7,15 @@ without it is refused before anything runs.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import openai
 import pytest
 
 from .fake_upstream import FakeUpstream, fake_upstream
-from .helpers import CORRAL, Corral, endpoint, is_ready
+from .helpers import CORRAL, Corral, endpoint, is_ready, manifest, sse_events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,15 +27,6 @@ permit (principal == Agent::"{HELPER}", action == Action::"invoke",
 permit (principal in Team::"default/ops", action == Action::"invoke",
         resource == Agent::"{HELPER}");
 """
-
-
-def manifest(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }
 
 
 def create_key(server: Corral, team: str) -> str:
@@ -72,15 +61,6 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Corral, F
     assert code == 0, server.stderr
 
 
-def sse(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        lines = [line for line in block.splitlines() if not line.startswith(":")]
-        if len(lines) == 2:
-            events.append((lines[0].removeprefix("event: "), json.loads(lines[1][6:])))
-    return events
-
-
 def test_a_session_runs_over_http_and_its_model_call_goes_through_the_gateway(
     agents: tuple[Corral, FakeUpstream],
 ) -> None:
@@ -93,7 +73,7 @@ def test_a_session_runs_over_http_and_its_model_call_goes_through_the_gateway(
         session = created.json()["id"]
         turn = http.post(f"{base}/{session}/messages", json={"message": "hello"})
         assert turn.status_code == 200, turn.text
-        events = sse(turn.text)
+        events = sse_events(turn.text)
         final = [data for name, data in events if name == "final"]
         assert final == [{"session": session, "text": "upstream says: hello "}]
         assert events[-1][1]["state"] == "waiting_input"
