@@ -212,3 +212,72 @@ async def open_session_journal(url: str) -> SqliteSessionJournal | PostgresSessi
     raise ValueError(
         f"session journal URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )
+
+
+class GroupCommittedJournal:
+    """What both backends share: creations and appends queue on one :class:`GroupCommitter`
+    (a subclass sets ``_committer`` over its own ``_write_batch``)."""
+
+    _committer: GroupCommitter
+
+    @property
+    def committer(self) -> GroupCommitter:
+        return self._committer
+
+    async def create(
+        self,
+        session_id: str,
+        namespace: str,
+        agent: str,
+        events: Sequence[NewEvent],
+        *,
+        state: str,
+        owner: str | None,
+        lease_seconds: float,
+        summary: bytes = b"",
+        wake_at: float | None = None,
+        now: float,
+    ) -> None:
+        await self._committer.submit(
+            creation(
+                session_id,
+                namespace,
+                agent,
+                events,
+                state=state,
+                owner=owner,
+                lease_seconds=lease_seconds,
+                summary=summary,
+                wake_at=wake_at,
+                now=now,
+            )
+        )
+
+    def append(
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        owner: str | None = None,
+        state: str | None = None,
+        summary: bytes | None = None,
+        wake_at: float | None = None,
+        release: bool = False,
+        claim: Sequence[str] = (),
+        lease_seconds: float = 0.0,
+    ) -> Awaitable[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        return self._committer.submit(
+            Append(
+                session_id,
+                events,
+                owner,
+                state,
+                summary,
+                wake_at,
+                release,
+                claim,
+                lease_seconds,
+                future,
+            )
+        )

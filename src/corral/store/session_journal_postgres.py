@@ -14,9 +14,8 @@ passivated session) are rare and run one statement each inside the same transact
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -24,12 +23,12 @@ import asyncpg
 from corral.store.session_journal import (
     Append,
     EventRow,
+    GroupCommittedJournal,
     GroupCommitter,
     NewEvent,
     SessionConflict,
     SessionRow,
     check_page_size,
-    creation,
     fail_followers,
 )
 
@@ -90,7 +89,7 @@ RETURNING {_COLUMNS}
 """
 
 
-class PostgresSessionJournal:
+class PostgresSessionJournal(GroupCommittedJournal):
     """Open with :meth:`open`; see ``corral.agents.journal.JournalStore`` for the contract."""
 
     single_process = False
@@ -113,68 +112,6 @@ class PostgresSessionJournal:
             await pool.close()
             raise
         return cls(pool, writer)
-
-    @property
-    def committer(self) -> GroupCommitter:
-        return self._committer
-
-    async def create(
-        self,
-        session_id: str,
-        namespace: str,
-        agent: str,
-        events: Sequence[NewEvent],
-        *,
-        state: str,
-        owner: str | None,
-        lease_seconds: float,
-        summary: bytes = b"",
-        wake_at: float | None = None,
-        now: float,
-    ) -> None:
-        await self._committer.submit(
-            creation(
-                session_id,
-                namespace,
-                agent,
-                events,
-                state=state,
-                owner=owner,
-                lease_seconds=lease_seconds,
-                summary=summary,
-                wake_at=wake_at,
-                now=now,
-            )
-        )
-
-    def append(
-        self,
-        session_id: str,
-        events: Sequence[NewEvent],
-        *,
-        owner: str | None = None,
-        state: str | None = None,
-        summary: bytes | None = None,
-        wake_at: float | None = None,
-        release: bool = False,
-        claim: Sequence[str] = (),
-        lease_seconds: float = 0.0,
-    ) -> Awaitable[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        return self._committer.submit(
-            Append(
-                session_id,
-                events,
-                owner,
-                state,
-                summary,
-                wake_at,
-                release,
-                claim,
-                lease_seconds,
-                future,
-            )
-        )
 
     async def _write_batch(self, batch: list[Append]) -> list[BaseException | None]:
         now = time.time()

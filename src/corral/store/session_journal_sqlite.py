@@ -22,12 +22,12 @@ from corral.store.counter_backends import CounterFileInUse, CounterFileLock, ope
 from corral.store.session_journal import (
     Append,
     EventRow,
+    GroupCommittedJournal,
     GroupCommitter,
     NewEvent,
     SessionConflict,
     SessionRow,
     check_page_size,
-    creation,
 )
 
 T = TypeVar("T")
@@ -68,7 +68,7 @@ _UPDATE = (
 )
 
 
-class SqliteSessionJournal:
+class SqliteSessionJournal(GroupCommittedJournal):
     """Open with :meth:`open`; see ``corral.agents.journal.JournalStore`` for the contract."""
 
     single_process = True
@@ -114,70 +114,8 @@ class SqliteSessionJournal:
             raise
         return cls(lock, writer, reader, thread)
 
-    @property
-    def committer(self) -> GroupCommitter:
-        return self._committer
-
     def _on_thread(self, work: Any, *args: Any) -> Awaitable[Any]:
         return asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
-
-    async def create(
-        self,
-        session_id: str,
-        namespace: str,
-        agent: str,
-        events: Sequence[NewEvent],
-        *,
-        state: str,
-        owner: str | None,
-        lease_seconds: float,
-        summary: bytes = b"",
-        wake_at: float | None = None,
-        now: float,
-    ) -> None:
-        await self._committer.submit(
-            creation(
-                session_id,
-                namespace,
-                agent,
-                events,
-                state=state,
-                owner=owner,
-                lease_seconds=lease_seconds,
-                summary=summary,
-                wake_at=wake_at,
-                now=now,
-            )
-        )
-
-    def append(
-        self,
-        session_id: str,
-        events: Sequence[NewEvent],
-        *,
-        owner: str | None = None,
-        state: str | None = None,
-        summary: bytes | None = None,
-        wake_at: float | None = None,
-        release: bool = False,
-        claim: Sequence[str] = (),
-        lease_seconds: float = 0.0,
-    ) -> Awaitable[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        return self._committer.submit(
-            Append(
-                session_id,
-                events,
-                owner,
-                state,
-                summary,
-                wake_at,
-                release,
-                claim,
-                lease_seconds,
-                future,
-            )
-        )
 
     # -- the writer thread -------------------------------------------------------------
 
