@@ -139,9 +139,11 @@ class AuditLog:
         if self._writer is not None:
             await self._writer
         if self._checkpointer is not None:
-            self._checkpointer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checkpointer
+            # Let a checkpoint in progress finish rather than cancel it mid-query: a query
+            # cancelled inside a pooled asyncpg connection could leave the pool waiting on its
+            # reset, and close()'s own checkpoint below then never got a connection.
+            self._checkpoint_wanted.set()
+            await self._checkpointer
         await self.checkpoint()
 
     async def _catch_up(self, head: ChainHead) -> None:
@@ -194,10 +196,12 @@ class AuditLog:
             self._checkpoint_wanted.set()
 
     async def _checkpoint_loop(self) -> None:
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._checkpoint_wanted.wait(), self._checkpoint_interval)
             self._checkpoint_wanted.clear()
+            if self._closed:
+                return  # close() signs the last checkpoint itself
             if self._written_size > self._last_checkpoint_size:
                 try:
                     await self.checkpoint()
