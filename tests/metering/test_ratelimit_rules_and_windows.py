@@ -11,6 +11,7 @@ from corral.api.validation import validate_object
 from corral.metering.budgets import Subject
 from corral.metering.ratelimits import (
     Admission,
+    CheckPlan,
     RateLimitRule,
     RateLimitSet,
     admission_tokens,
@@ -110,6 +111,50 @@ def test_checks_come_in_key_order_with_their_amounts() -> None:
         ("default/b/tpm", "tokens", 1000, 70),
     ]
     assert [c.windowed for c in checks] == [True, False, True, True]
+
+
+def test_a_check_plan_is_the_checks_with_the_requests_token_estimate_filled_in() -> None:
+    rules = (
+        RateLimitRule("default", "b", "team", "x", 10, 1000, 3),
+        RateLimitRule("default", "a", "model", "y", 5, None, None),
+    )
+    plan = CheckPlan(rules)
+    for estimated in (0, 70):
+        checks = plan_checks(rules, estimated)
+        assert plan.checks(estimated) == checks
+        assert plan.args(estimated) == [(c.key, c.windowed, c.limit, c.amount) for c in checks]
+    assert plan.counts_tokens
+    assert plan.slot_keys == ("default/b/concurrent",)
+    assert plan.token_keys == ("default/b/tpm",)
+    assert not CheckPlan((RateLimitRule("default", "a", "model", "y", 5, None, 2),)).counts_tokens
+
+
+def test_admitted_headers_name_the_tightest_request_and_token_limits() -> None:
+    plan = CheckPlan(
+        (
+            RateLimitRule("default", "b", "team", "x", 10, 1000, 3),
+            RateLimitRule("default", "a", "model", "y", 5, None, None),
+        )
+    )
+    # In check order: a/rpm, b/concurrent, b/rpm, b/tpm. b/rpm has 2 left, a/rpm 1.5 (floored).
+    assert plan.headers([3.5, 2, 8, 999.9999999999]) == [
+        (b"x-ratelimit-limit-requests", b"5"),
+        (b"x-ratelimit-remaining-requests", b"1"),
+        (b"x-ratelimit-limit-tokens", b"1000"),
+        (b"x-ratelimit-remaining-tokens", b"0"),  # less than one token left
+    ]
+    assert plan.headers([1, 0, 9.5, 0])[:2] == [
+        (b"x-ratelimit-limit-requests", b"10"),
+        (b"x-ratelimit-remaining-requests", b"0"),
+    ]
+    # Equally tight: the first in check order; never below zero.
+    assert plan.headers([5, 0, 15, 10])[:2] == [
+        (b"x-ratelimit-limit-requests", b"5"),
+        (b"x-ratelimit-remaining-requests", b"0"),
+    ]
+    assert (
+        CheckPlan((RateLimitRule("default", "c", "team", "x", None, None, 4),)).headers([1]) == []
+    )
 
 
 def test_admission_tokens_are_the_prompt_estimate_plus_the_output_limit() -> None:

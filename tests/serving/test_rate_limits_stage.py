@@ -250,3 +250,29 @@ async def test_a_concurrency_slot_is_held_during_the_call_and_freed_after(
     assert call.response_hooks == []  # no OpenAI header describes a concurrency limit
     assert extension._in_flight == {}
     await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+
+
+async def test_changed_rate_limits_and_teams_apply_from_the_next_call(
+    extension: RateLimitExtension,
+) -> None:
+    # The stage remembers which checks a caller makes per RateLimit snapshot: a new snapshot,
+    # or the same key in another team, must not find the old answer.
+    one = RateLimitRule("default", "one", "team", "search", 1, None, None)
+    use_rules(extension, one)
+    await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    with pytest.raises(GatewayError):
+        await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    use_rules(extension, RateLimitRule("default", "more", "team", "search", 5, None, None))
+    call = make_call(SEARCH_KEY, HELLO)
+    await extension.stage(call, answered(None))
+    headers: list[tuple[bytes, bytes]] = []
+    call.response_hooks[0].start(200, headers)
+    assert headers == [
+        (b"x-ratelimit-limit-requests", b"5"),
+        (b"x-ratelimit-remaining-requests", b"4"),
+    ]
+    use_rules(extension, one)
+    with pytest.raises(GatewayError):
+        await extension.stage(make_call(SEARCH_KEY, HELLO), answered(None))
+    moved = Principal("team-key", "default/search-key", team="ads", namespace="default")
+    await extension.stage(make_call(moved, HELLO), answered(None))

@@ -23,7 +23,7 @@ real usage after the call, in the window that was charged.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -139,6 +139,73 @@ def plan_checks(rules: Iterable[RateLimitRule], estimated_tokens: int) -> tuple[
             )
     checks.sort(key=lambda check: check.key)
     return tuple(checks)
+
+
+class CheckPlan:
+    """The checks of one set of rules, compiled once and reused by every request they apply to
+    (the gateway keeps one per caller and Endpoint until the RateLimits change): a request
+    only fills in its token estimate, and its answer's counts turn into headers without
+    building a :class:`Check` each."""
+
+    __slots__ = (
+        "_args",
+        "_headers",
+        "_token_positions",
+        "counts_tokens",
+        "rules",
+        "slot_keys",
+        "token_keys",
+    )
+
+    def __init__(self, rules: tuple[RateLimitRule, ...]) -> None:
+        self.rules = rules
+        checks = plan_checks(rules, 0)
+        self._args = tuple((c.key, c.windowed, c.limit, c.amount) for c in checks)
+        self._token_positions = tuple(i for i, c in enumerate(checks) if c.kind == "tokens")
+        self.counts_tokens = bool(self._token_positions)
+        self.slot_keys = tuple(c.key for c in checks if not c.windowed)
+        self.token_keys = tuple(c.key for c in checks if c.kind == "tokens")
+        # Per header kind: its two header names and (position, limit, limit as bytes) of
+        # every check of that kind, in check order (the first of equally tight ones wins).
+        headers: list[tuple[bytes, bytes, tuple[tuple[int, int, bytes], ...]]] = []
+        for kind in ("requests", "tokens"):
+            members = tuple(
+                (i, c.limit, str(c.limit).encode()) for i, c in enumerate(checks) if c.kind == kind
+            )
+            if members:
+                suffix = kind.encode()
+                headers.append(
+                    (b"x-ratelimit-limit-" + suffix, b"x-ratelimit-remaining-" + suffix, members)
+                )
+        self._headers = tuple(headers)
+
+    def checks(self, estimated_tokens: int) -> tuple[Check, ...]:
+        """The request's checks (what :func:`plan_checks` gives), in the order of ``args``."""
+        return plan_checks(self.rules, estimated_tokens)
+
+    def args(self, estimated_tokens: int) -> list[tuple[str, bool, int, int]]:
+        """``(key, windowed, limit, amount)`` per check, as the counter backends take them."""
+        args = list(self._args)
+        for position in self._token_positions:
+            key, windowed, limit, _amount = args[position]
+            args[position] = (key, windowed, limit, estimated_tokens)
+        return args
+
+    def headers(self, used: Sequence[float]) -> list[tuple[bytes, bytes]]:
+        """OpenAI's ``x-ratelimit-limit-*``/``x-ratelimit-remaining-*`` for the tightest request
+        and token limits (the ones with the least room left), given the counts ``used`` per
+        check after admission; none for concurrency limits alone."""
+        pairs: list[tuple[bytes, bytes]] = []
+        for limit_name, remaining_name, members in self._headers:
+            tightest_limit = b""
+            tightest = -1
+            for position, limit, limit_bytes in members:
+                remaining = max(0, math.floor(limit - used[position] + 1e-9))
+                if tightest < 0 or remaining < tightest:
+                    tightest, tightest_limit = remaining, limit_bytes
+            pairs.append((limit_name, tightest_limit))
+            pairs.append((remaining_name, str(tightest).encode()))
+        return pairs
 
 
 def admission_tokens(body: Mapping[str, Any]) -> int:

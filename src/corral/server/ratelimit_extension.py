@@ -46,10 +46,10 @@ from corral.metering.ratelimits import (
     LEASE_TTL_S,
     Admission,
     Check,
+    CheckPlan,
     RateLimitRule,
     RateLimitSet,
     admission_tokens,
-    plan_checks,
     refusal_message,
     retry_after_s,
     window_position,
@@ -81,6 +81,8 @@ COUNTERS_URL_ENV = "CORRAL_COUNTERS_URL"
 LEASE_TTL_ENV = "CORRAL_RATELIMIT_LEASE_TTL_S"
 SQLITE_FILE = "ratelimits.db"
 _SWEEP_EVERY_S = 60.0
+_PLANS_KEPT = 4096
+"""Check plans remembered per RateLimit snapshot; past that they start over (many callers)."""
 
 
 def lease_ttl_s() -> float:
@@ -184,24 +186,6 @@ class _Headers:
         return b""
 
 
-def limit_headers(checks: Sequence[Check], used: Sequence[float]) -> list[tuple[bytes, bytes]]:
-    """OpenAI's ``x-ratelimit-limit-*``/``x-ratelimit-remaining-*`` for the tightest request
-    and token limits (the ones with the least room left)."""
-    pairs: list[tuple[bytes, bytes]] = []
-    for kind, suffix in (("requests", b"requests"), ("tokens", b"tokens")):
-        tightest: tuple[int, int] | None = None
-        for check, count in zip(checks, used, strict=True):
-            if check.kind != kind:
-                continue
-            remaining = max(0, math.floor(check.limit - count + 1e-9))
-            if tightest is None or remaining < tightest[1]:
-                tightest = (check.limit, remaining)
-        if tightest is not None:
-            pairs.append((b"x-ratelimit-limit-" + suffix, str(tightest[0]).encode()))
-            pairs.append((b"x-ratelimit-remaining-" + suffix, str(tightest[1]).encode()))
-    return pairs
-
-
 class RateLimitExtension(Extension):
     name = "rate-limits"
 
@@ -216,6 +200,10 @@ class RateLimitExtension(Extension):
         # (a system call) per request: a random prefix per process and a sequence number.
         self._lease_prefix = secrets.token_hex(8)
         self._lease_numbers = itertools.count(1)
+        # The check plan per (Endpoint, caller) under the RateLimit snapshot ``_plans_of``: a
+        # request looks its plan up instead of matching rules; a new snapshot starts afresh.
+        self._plans: dict[tuple[object, ...], CheckPlan | None] = {}
+        self._plans_of: RateLimitSet | None = None
         self.refusals = Counter(
             "corral_ratelimit_refusals",
             "Requests refused by a RateLimit, by limit kind",
@@ -245,27 +233,60 @@ class RateLimitExtension(Extension):
     def gateway_stages(self) -> Sequence[Stage]:
         return (self.stage,)
 
+    def _plan(self, limits: RateLimitSet, call: Call) -> CheckPlan | None:
+        """The checks this call makes (None: no RateLimit applies), remembered per Endpoint and
+        caller until ``limits`` is replaced."""
+        if limits is not self._plans_of:
+            self._plans, self._plans_of = {}, limits
+        endpoint, principal = call.endpoint, call.principal
+        if endpoint is None:
+            return None
+        # Everything applicable_rules reads of the call, so equal keys get equal rules.
+        key: tuple[object, ...] = (
+            (endpoint.namespace, endpoint.name)
+            if principal is None
+            else (
+                endpoint.namespace,
+                endpoint.name,
+                principal.kind,
+                principal.id,
+                principal.team,
+                principal.namespace,
+                principal.act,
+            )
+        )
+        try:
+            return self._plans[key]
+        except KeyError:
+            pass
+        rules = applicable_rules(limits, call)
+        plan = CheckPlan(rules) if rules else None
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
     async def stage(self, call: Call, call_next: Handler) -> None:
         feed, counters = self.feed, self.counters
-        if feed is None or counters is None or feed.limits.size == 0:
+        if feed is None or counters is None:
             return await call_next(call)
-        rules = applicable_rules(feed.limits, call)
-        if not rules:
+        limits = feed.limits
+        plan = None if limits.size == 0 else self._plan(limits, call)
+        if plan is None:
             return await call_next(call)
         estimated = 0
-        if any(rule.tokens_per_minute is not None for rule in rules):
+        if plan.counts_tokens:
             try:
                 estimated = admission_tokens(call.payload)
             except ValueError as error:
                 raise GatewayError(400, str(error)) from None
-        checks = plan_checks(rules, estimated)
         now = time.time()
         window, weight = window_position(now)
-        slot_keys = tuple(check.key for check in checks if not check.windowed)
+        slot_keys = plan.slot_keys
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}" if slot_keys else ""
         try:
             answer = await counters.admit(
-                [(c.key, c.windowed, c.limit, c.amount) for c in checks],
+                plan.args(estimated),
                 now=now,
                 window=window,
                 weight=weight,
@@ -283,8 +304,9 @@ class RateLimitExtension(Extension):
             ) from None
         if not answer.admitted:
             admission = Admission(False, (), answer.failed, answer.current, answer.previous)
-            raise self._refuse(call, checks[answer.failed], admission, now, weight)
-        headers = limit_headers(checks, answer.used)
+            check = plan.checks(estimated)[answer.failed]
+            raise self._refuse(call, check, admission, now, weight)
+        headers = plan.headers(answer.used)
         if headers:  # concurrency limits alone have no OpenAI header
             call.response_hooks.append(_Headers(headers))
         if lease:
@@ -294,7 +316,7 @@ class RateLimitExtension(Extension):
         finally:
             if lease:
                 self._in_flight.pop(lease, None)
-            corrections = []
+            corrections: list[tuple[str, int, int]] = []
             if estimated:
                 usage = call.usage
                 actual = 0
@@ -304,9 +326,8 @@ class RateLimitExtension(Extension):
                         prompt = estimate_prompt_tokens(call.payload)
                     actual = prompt + usage.output_tokens
                 if actual != estimated:
-                    corrections = [
-                        (c.key, window, actual - estimated) for c in checks if c.kind == "tokens"
-                    ]
+                    delta = actual - estimated
+                    corrections = [(key, window, delta) for key in plan.token_keys]
             if slot_keys or corrections:
                 try:
                     await counters.finish(lease, slot_keys, corrections)
