@@ -6,6 +6,7 @@ taken before a boundary is charged to the window it was taken in, even if settle
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -55,23 +56,31 @@ def test_an_unknown_period_is_named() -> None:
         period_window("fortnight", datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=1))))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("remembered", [False, True], ids=["list", "same-tuple"])
 async def test_a_full_daily_budget_opens_again_at_midnight_utc(
-    counters: CounterBackend, clock: FakeClock
+    counters: CounterBackend, clock: FakeClock, remembered: bool
 ) -> None:
+    # The gateway passes the same tuple for every request of a caller, and the ledger
+    # remembers its counter lines: they must still move to the new day at midnight.
     daily = BudgetRule("ns", "daily", "team", "t", "day", True, 100, None)
+    budgets: Sequence[BudgetRule] = (daily,) if remembered else [daily]
     clock.now = at("2026-11-24T23:59:50+00:00").timestamp()
     ledger = BudgetLedger(counters, clock=clock)
-    spent = await ledger.reserve([daily], Amount(90, 0))
+    spent = await ledger.reserve(budgets, Amount(90, 0))
     assert isinstance(spent, Reservation)
     await ledger.settle(spent, Amount(90, 0))
 
-    refusal = await ledger.reserve([daily], Amount(20, 0))
+    refusal = await ledger.reserve(budgets, Amount(20, 0))
     assert isinstance(refusal, Refusal)
     assert "spent this day" in refusal.reason
     assert refusal.retry_after == pytest.approx(10.0)
 
     clock.advance(10)
-    assert isinstance(await ledger.reserve([daily], Amount(20, 0)), Reservation)
+    next_day = await ledger.reserve(budgets, Amount(20, 0))
+    assert isinstance(next_day, Reservation)
+    assert [line.key for line in next_day.lines] == ["ns/daily/day:2026-11-25/tokens"]
+    assert (await ledger.settle(next_day, Amount(20, 0))).charged
+    assert await ledger.usage(daily) == {"tokens": (20, 0)}
 
 
 async def test_a_hold_taken_before_midnight_is_charged_to_its_own_day(

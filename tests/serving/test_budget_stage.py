@@ -383,3 +383,36 @@ def test_workloads_are_budgeted_as_their_team_and_as_agents() -> None:
         Subject("default", team="ops"),
         Subject("default", apikey="ci-key"),
     ]
+
+
+async def test_changed_budgets_and_teams_apply_from_the_next_call(harness: Harness) -> None:
+    # The gate remembers which budgets a caller's calls to an Endpoint meet per snapshot and
+    # route table: a new snapshot, or the same key in another team, must not find the old
+    # answer. The calls share one route table, as the gateway's do.
+    harness.configure(budget("ops-tokens", "team", "ops", limits={"tokens": 10_000}))
+    first = harness.call({**HELLO, "max_tokens": 50})
+
+    def same_route(call: Call) -> Call:
+        call.routes, call.endpoint = first.routes, first.endpoint
+        return call
+
+    await harness.gate(first, answers(30, 20))
+    assert await harness.spent("ops-tokens") == (50, 0)
+    harness.configure(budget("ops-tokens", "team", "ops", limits={"tokens": 100}))
+    with pytest.raises(GatewayError) as refused:
+        await harness.gate(same_route(harness.call({**HELLO, "max_tokens": 50})), answers(1, 1))
+    assert refused.value.status == 429
+    moved = Principal(kind="team-key", id="default/ci-key", team="dev", namespace="default")
+    recorded = len(harness.sink.events)
+    await harness.gate(
+        same_route(harness.call({**HELLO, "max_tokens": 50}, principal=moved)), answers(1, 1)
+    )
+    assert harness.sink.events[recorded:] == []  # no budget of team dev: nothing held
+    harness.configure(
+        budget("ops-tokens", "team", "ops", limits={"tokens": 100}),
+        budget("dev-tokens", "team", "dev", limits={"tokens": 10_000}),
+    )
+    await harness.gate(
+        same_route(harness.call({**HELLO, "max_tokens": 50}, principal=moved)), answers(3, 4)
+    )
+    assert await harness.spent("dev-tokens") == (7, 0)

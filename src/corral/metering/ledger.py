@@ -107,6 +107,10 @@ class Settlement:
     alerts: tuple[Alert, ...] = ()
 
 
+_CHARGED = Settlement(charged=True, late=False)
+_NOT_CHARGED = Settlement(charged=False, late=False)
+
+
 class UnknownReservation(LookupError):
     pass
 
@@ -124,6 +128,50 @@ class _ReservationIds:
 
     def next(self) -> str:
         return f"{self._prefix}{next(self._sequence):x}"
+
+
+class _LineSet:
+    """The counter lines of a tuple of budgets in their current windows (``valid_from`` until
+    ``valid_until``), with what every reserve and settle derives from them worked out once."""
+
+    __slots__ = (
+        "budgets",
+        "by_key",
+        "hard_micro_usd",
+        "hard_tokens",
+        "holds",
+        "lines",
+        "soft",
+        "valid_from",
+        "valid_until",
+    )
+
+    def __init__(
+        self,
+        budgets: tuple[BudgetRule, ...],
+        lines: tuple[CounterLine, ...],
+        valid_from: float,
+        valid_until: float,
+    ) -> None:
+        self.budgets = budgets
+        self.lines = lines
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        self.by_key = {line.key: line for line in lines}
+        # (key, whether it counts tokens (else micro-USD), its limit or None for a soft one)
+        self.holds = tuple(
+            (line.key, line.unit == "tokens", line.limit if line.budget.hard else None)
+            for line in lines
+        )
+        self.soft = any(not line.budget.hard for line in lines)
+        # The smallest hard limit per unit: an amount within both fits every whole limit.
+        hard = [line for line in lines if line.budget.hard]
+        self.hard_tokens = min(
+            (line.limit for line in hard if line.unit == "tokens"), default=math.inf
+        )
+        self.hard_micro_usd = min(
+            (line.limit for line in hard if line.unit == "usd"), default=math.inf
+        )
 
 
 IN_FLIGHT_RETRY_S = 1.0
@@ -146,30 +194,37 @@ class BudgetLedger:
         self._clock = clock
         self._on_alert = on_alert
         self._last_sweep = float("-inf")
-        # budgets -> (their lines, valid from, valid until): a clock that moves back recomputes.
-        self._lines_cache: dict[tuple[BudgetRule, ...], tuple[list[CounterLine], float, float]] = {}
+        # The line sets of the budget tuples callers pass (the gateway passes the same tuple
+        # object for every request of a caller), by the tuple's id, and of their lines, by the
+        # lines' id; each entry holds its tuple, so the id stays its own while it is kept.
+        self._line_sets: dict[int, _LineSet] = {}
+        self._line_sets_by_lines: dict[int, _LineSet] = {}
         self._ids = _ReservationIds()
 
     async def reserve(self, budgets: Sequence[BudgetRule], amount: Amount) -> Reservation | Refusal:
         """Hold ``amount`` against every budget in ``budgets``, or refuse without holding any."""
         now = self._clock()
-        lines = self._lines(budgets, now)
-        for line in lines:
-            need = line.share_of(amount)
-            if line.budget.hard and need > line.limit:
-                return Refusal(
-                    line.budget.ref,
-                    f"budget {line.budget.ref}: this request may cost up to {_show(line, need)}, "
-                    f"more than the whole {_period(line)} limit of {_show(line, line.limit)}",
-                    None,
-                )
+        line_set = self._line_set(budgets, now)
+        lines = line_set.lines
+        tokens, micro_usd = amount.tokens, amount.micro_usd
+        if tokens > line_set.hard_tokens or micro_usd > line_set.hard_micro_usd:
+            for line in lines:
+                need = line.share_of(amount)
+                if line.budget.hard and need > line.limit:
+                    return Refusal(
+                        line.budget.ref,
+                        f"budget {line.budget.ref}: this request may cost up to "
+                        f"{_show(line, need)}, more than the whole {_period(line)} limit of "
+                        f"{_show(line, line.limit)}",
+                        None,
+                    )
         reservation_id = self._ids.next()
         expires_at = now + self._hold_ttl_s
         if not lines:
             return Reservation(reservation_id, amount, (), expires_at)
         holds = [
-            (line.key, line.share_of(amount), line.limit if line.budget.hard else None)
-            for line in lines
+            (key, tokens if counts_tokens else micro_usd, limit)
+            for key, counts_tokens, limit in line_set.holds
         ]
         ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
         held_elsewhere = not ok and states[0][2] > 0
@@ -177,47 +232,73 @@ class BudgetLedger:
             # Abandoned holds may be what fills the budget: return them and try once more.
             await self.sweep_expired()
             ok, states = await self._backend.reserve(reservation_id, holds, expires_at)
-        by_key = {line.key: line for line in lines}
+        by_key = line_set.by_key
         if not ok:
             return self._refusal(by_key[states[0][0]], states[0], amount, now)
-        alerts = tuple(
-            self._alert(by_key[key], spent + held, "projected")
-            for key, spent, held in states
-            if not by_key[key].budget.hard and spent + held > by_key[key].limit
-        )
-        return Reservation(reservation_id, amount, tuple(lines), expires_at, alerts)
+        alerts: tuple[Alert, ...] = ()
+        if line_set.soft:
+            alerts = tuple(
+                self._alert(by_key[key], spent + held, "projected")
+                for key, spent, held in states
+                if not by_key[key].budget.hard and spent + held > by_key[key].limit
+            )
+        return Reservation(reservation_id, amount, lines, expires_at, alerts)
 
-    def _lines(self, budgets: Sequence[BudgetRule], now: float) -> list[CounterLine]:
+    def _line_set(self, budgets: Sequence[BudgetRule], now: float) -> _LineSet:
         """The counter lines of ``budgets`` at ``now``, remembered until a window ends: the
-        same few budget sets come back on every request of the same caller."""
-        key = tuple(budgets)
-        cached = self._lines_cache.get(key)
-        if cached is not None and cached[1] <= now < cached[2]:
-            return cached[0]
+        same few budget tuples come back on every request of the same caller. A list (which
+        could change in place) is worked out afresh each time."""
+        remembered = type(budgets) is tuple
+        if remembered:
+            cached = self._line_sets.get(id(budgets))
+            # A clock that moves back (before valid_from) recomputes too.
+            if (
+                cached is not None
+                and cached.budgets is budgets
+                and cached.valid_from <= now < cached.valid_until
+            ):
+                return cached
         lines = _dedupe(line for rule in budgets for line in rule.counter_lines(_utc(now)))
         ends = [line.window_end.timestamp() for line in lines if line.window_end is not None]
-        if len(self._lines_cache) >= _LINES_CACHE_SIZE:
-            self._lines_cache.clear()  # budgets changed many times: start over
-        self._lines_cache[key] = (lines, now, min(ends, default=math.inf))
-        return lines
+        line_set = _LineSet(tuple(budgets), tuple(lines), now, min(ends, default=math.inf))
+        if remembered:
+            # By lines grows with every window too: budgets or windows changed many times.
+            if len(self._line_sets_by_lines) >= _LINES_CACHE_SIZE:
+                self._line_sets.clear()  # start over
+                self._line_sets_by_lines.clear()
+            self._line_sets[id(budgets)] = line_set
+            self._line_sets_by_lines[id(line_set.lines)] = line_set
+        return line_set
 
     async def settle(self, reservation: Reservation, actual: Amount) -> Settlement:
         """Charge the real cost and return the hold; settling the same id again charges nothing."""
-        if not reservation.lines:
+        lines = reservation.lines
+        if not lines:
             return Settlement(charged=True, late=False)
-        charges = {line.key: line.share_of(actual) for line in reservation.lines}
+        line_set = self._line_sets_by_lines.get(id(lines))
+        if line_set is None or line_set.lines is not lines:
+            line_set = _LineSet((), lines, 0.0, 0.0)  # reserved before a cache reset, or elsewhere
+        tokens, micro_usd = actual.tokens, actual.micro_usd
+        charges = {
+            key: tokens if counts_tokens else micro_usd
+            for key, counts_tokens, _limit in line_set.holds
+        }
         state, states = await self._backend.settle(reservation.id, charges)
         if state == "unknown":
             raise UnknownReservation(f"no reservation {reservation.id} in the budget ledger")
         if state not in ("held", "expired"):
-            return Settlement(charged=False, late=False)
-        by_key = {line.key: line for line in reservation.lines}
-        alerts = tuple(
-            self._alert(by_key[key], spent, "exceeded")
-            for key, spent, _held in states
-            if not by_key[key].budget.hard and spent - charges[key] <= by_key[key].limit < spent
-        )
-        return Settlement(charged=True, late=state == "expired", alerts=alerts)
+            return _NOT_CHARGED
+        alerts: tuple[Alert, ...] = ()
+        if line_set.soft:
+            by_key = line_set.by_key
+            alerts = tuple(
+                self._alert(by_key[key], spent, "exceeded")
+                for key, spent, _held in states
+                if not by_key[key].budget.hard and spent - charges[key] <= by_key[key].limit < spent
+            )
+        if alerts or state == "expired":
+            return Settlement(charged=True, late=state == "expired", alerts=alerts)
+        return _CHARGED
 
     async def release(self, reservation: Reservation) -> bool:
         """Return the hold of a request that never reached the model; False if already done."""

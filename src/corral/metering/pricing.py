@@ -54,6 +54,11 @@ class Price:
                 f"token counts cannot be negative: input={input_tokens}, output={output_tokens}"
             )
         micro = input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        whole = math.floor(micro)
+        if micro - whole > 1e-6:
+            # Clearly a fraction above ``whole`` (no float noise): round up. The same as the
+            # general case below, without the costlier decimal rounding.
+            return Amount(input_tokens + output_tokens, whole + 1)
         # The float product can land a hair above an exact integer; round that noise away
         # before rounding up, or a whole-micro-USD cost would be charged one micro-USD more.
         return Amount(input_tokens + output_tokens, math.ceil(round(micro, 6)))

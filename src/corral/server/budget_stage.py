@@ -34,14 +34,14 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from corral.audit import AuditEvent
-from corral.gateway import Call, GatewayError, Handler
+from corral.gateway import Call, EndpointRoute, GatewayError, Handler, RouteTable
+from corral.identity import Principal
 from corral.metering import (
     Alert,
     Amount,
@@ -52,6 +52,7 @@ from corral.metering import (
     Reservation,
     estimate_prompt_tokens,
 )
+from corral.metering.budgets import CounterLine
 from corral.server.budget_snapshot import BudgetSnapshot, EndpointPrices, worse
 from corral.server.extensions import AuditSink
 
@@ -63,10 +64,13 @@ when smaller, bounds it instead)."""
 MAX_RETRY_AFTER_S = 86_400
 """``Retry-After`` never says more than a day, whatever the period."""
 _UNPRICED_WARNING_EVERY_S = 300.0
+_KNOWN_KEPT = 4096
+"""Callers (per Endpoint) and reservation line sets remembered; past that, start over."""
+_SERVED_KEPT = 64
+"""Replica addresses whose price is remembered per caller and Endpoint."""
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """What a request may cost before it is sent, and the output cap to write into it."""
 
     prompt_tokens: int
@@ -74,6 +78,15 @@ class Plan:
     cap_field: str | None
     """The body field to set to ``cap`` (None: the request bounds its output itself)."""
     cap: int
+
+
+class _LineNames(NamedTuple):
+    """What the audit events and gauge refreshes of a reservation name."""
+
+    resource: str
+    """Its budgets as an audit resource (``Budget/ns/a,Budget/ns/b``)."""
+    refs: tuple[str, ...]
+    """The budget of each of its counter lines."""
 
 
 class BudgetMetrics:
@@ -87,6 +100,60 @@ class BudgetMetrics:
 
     def settled(self, rules: tuple[str, ...]) -> None:
         """Budgets whose counters moved; the remaining-gauges refresh off the request path."""
+
+
+class _Applicable:
+    """What the gate needs on every call of one caller to one Endpoint (in one route table)
+    under one snapshot, worked out on the first: the Budgets that apply, whether one is hard,
+    the prices that bound the hold, and the price of each replica that answered."""
+
+    __slots__ = ("_candidates", "_served", "endpoint", "hard", "prices", "routes", "rules", "worst")
+
+    def __init__(
+        self,
+        snapshot: BudgetSnapshot,
+        routes: RouteTable,
+        endpoint: EndpointRoute,
+        principal: Principal | None,
+    ) -> None:
+        # Held so the ids keying this entry belong to these objects while it is kept.
+        self.routes, self.endpoint = routes, endpoint
+        self.prices = prices = snapshot.prices(endpoint.namespace, endpoint.name)
+        self.rules = snapshot.applicable(principal, endpoint.namespace, endpoint.name)
+        self.hard = any(rule.hard for rule in self.rules)
+        # The request may land on the Endpoint's versions or any of its fallbacks': the
+        # highest of their prices bounds the hold.
+        worst = prices.worst
+        candidates = [(endpoint, prices)]
+        for name in endpoint.policy.fallback:
+            fallback = routes.lookup(name)
+            if fallback is not None:
+                fallback_prices = snapshot.prices(fallback.namespace, fallback.name)
+                worst = worse(worst, fallback_prices.worst)
+                candidates.append((fallback, fallback_prices))
+        self.worst = worst
+        self._candidates = tuple(candidates)
+        self._served: dict[str, Price | None] = {}
+
+    def served_price(self, served_by: str | None) -> Price | None:
+        """The price of the version that answered (found by its replica address, also among
+        the fallbacks); the Endpoint's worst price when the address is not known."""
+        if served_by is None:
+            return self.prices.worst
+        try:
+            return self._served[served_by]
+        except KeyError:
+            pass
+        price = self.prices.worst
+        for route, route_prices in self._candidates:
+            version = next((v for v in route.versions if served_by in v.addresses), None)
+            if version is not None:
+                found = route_prices.versions.get(version.model)
+                price = None if found is None else found.price
+                break
+        if len(self._served) < _SERVED_KEPT:
+            self._served[served_by] = price
+        return price
 
 
 class BudgetGate:
@@ -110,24 +177,29 @@ class BudgetGate:
         self._clock = clock or (lambda: datetime.now(UTC).timestamp())
         self._background: set[asyncio.Task[None]] = set()
         self._unpriced_warned: dict[str, float] = {}
+        # Per (route table, Endpoint, caller) under the snapshot ``_known_of``: a new snapshot
+        # (a Budget, Model or Endpoint changed) starts afresh.
+        self._known: dict[tuple[object, ...], _Applicable] = {}
+        self._known_of: BudgetSnapshot | None = None
+        # A reservation's lines (by id, held) -> what its audit events and gauges name.
+        self._line_names: dict[int, tuple[tuple[CounterLine, ...], _LineNames]] = {}
 
     async def __call__(self, call: Call, call_next: Handler) -> None:
         endpoint = call.endpoint
         if endpoint is None or not call.operation:
             await call_next(call)
             return
-        snapshot = self._snapshot()
-        prices = snapshot.prices(endpoint.namespace, endpoint.name)
-        rules = snapshot.applicable(call.principal, endpoint.namespace, endpoint.name)
+        found = self._applicable(call, endpoint)
+        rules = found.rules
         if not rules:
             await call_next(call)
-            self._cost(call, prices, None, snapshot)
+            self._cost(call, found, None)
             return
-        worst = self._worst_price(call, prices, snapshot)
-        plan = self._plan(call, prices)
-        hard = any(rule.hard for rule in rules)
+        worst = found.worst
+        plan = self._plan(call, found.prices)
+        hard = found.hard
         if worst is None:
-            self._unpriced(call, rules, prices)
+            self._unpriced(call, rules, found.prices)
         hold = (
             worst.cost(plan.prompt_tokens, plan.completion_tokens)
             if worst is not None
@@ -140,7 +212,7 @@ class BudgetGate:
             if not hard:
                 _log.warning("budget ledger unreachable, soft budgets not counted: %s", error)
                 await call_next(call)
-                self._cost(call, prices, None, snapshot)
+                self._cost(call, found, None)
                 return
             _log.error("budget ledger unreachable, request refused: %s", error)
             raise GatewayError(
@@ -159,9 +231,9 @@ class BudgetGate:
         try:
             await call_next(call)
         except BaseException:
-            self._in_background(self._finish(call, result, plan, prices, snapshot))
+            self._in_background(self._finish(call, result, plan, found))
             raise
-        await self._finish(call, result, plan, prices, snapshot)
+        await self._finish(call, result, plan, found)
 
     async def aclose(self) -> None:
         """Wait for settles and releases still running in the background."""
@@ -170,18 +242,33 @@ class BudgetGate:
 
     # --- before the call -------------------------------------------------------------------
 
-    def _worst_price(
-        self, call: Call, prices: EndpointPrices, snapshot: BudgetSnapshot
-    ) -> Price | None:
-        worst = prices.worst
-        endpoint = call.endpoint
-        if endpoint is None:
-            return worst
-        for name in endpoint.policy.fallback:
-            fallback = call.routes.lookup(name)
-            if fallback is not None:
-                worst = worse(worst, snapshot.prices(fallback.namespace, fallback.name).worst)
-        return worst
+    def _applicable(self, call: Call, endpoint: EndpointRoute) -> _Applicable:
+        snapshot = self._snapshot()
+        if snapshot is not self._known_of:
+            self._known, self._known_of = {}, snapshot
+        routes, principal = call.routes, call.principal
+        # The route table and Endpoint by identity (the entry holds both); of the caller,
+        # everything ``caller_subjects`` reads.
+        key: tuple[object, ...] = (
+            (id(routes), id(endpoint))
+            if principal is None
+            else (
+                id(routes),
+                id(endpoint),
+                principal.kind,
+                principal.id,
+                principal.team,
+                principal.namespace,
+                principal.act,
+            )
+        )
+        found = self._known.get(key)
+        if found is None:
+            found = _Applicable(snapshot, routes, endpoint, principal)
+            if len(self._known) >= _KNOWN_KEPT:
+                self._known.clear()  # many callers or route tables: start over
+            self._known[key] = found
+        return found
 
     def _plan(self, call: Call, prices: EndpointPrices) -> Plan:
         payload = call.payload
@@ -226,7 +313,7 @@ class BudgetGate:
                 f"budget {budget} limits USD but Endpoint {where!r} has no known price: set "
                 "spec.pricing on its Models (0 for free) to call it under this budget"
             )
-            self._record(call, "budget.refuse", budget, "deny", 0.0, {"reason": message})
+            self._record(call, "budget.refuse", _resource(budget), "deny", 0.0, {"reason": message})
             self._metrics.refused(budget)
             raise GatewayError(403, message, type="insufficient_quota", code="budget_unpriced")
         now = self._clock()
@@ -254,7 +341,14 @@ class BudgetGate:
         else:
             message += "; waiting will not help: lower max_tokens or raise the budget"
         self._metrics.refused(refusal.budget)
-        self._record(call, "budget.refuse", refusal.budget, "deny", 0.0, {"reason": refusal.reason})
+        self._record(
+            call,
+            "budget.refuse",
+            _resource(refusal.budget),
+            "deny",
+            0.0,
+            {"reason": refusal.reason},
+        )
         _log.info("request refused by budget %s: %s", refusal.budget, refusal.reason)
         return GatewayError(
             429, message, type="insufficient_quota", code="budget_exceeded", headers=headers
@@ -263,32 +357,36 @@ class BudgetGate:
     def _reserved(self, call: Call, reservation: Reservation) -> None:
         for alert in reservation.alerts:
             self._alert(call, alert)
+        amount = reservation.amount
         self._record(
             call,
             "budget.reserve",
-            _budgets_of(reservation),
+            self._names(reservation.lines).resource,
             "held",
-            reservation.amount.usd,
-            {
-                "reservation": reservation.id,
-                "tokens": reservation.amount.tokens,
-                "micro_usd": reservation.amount.micro_usd,
-            },
+            amount.usd,
+            {"reservation": reservation.id, "tokens": amount.tokens, "micro_usd": amount.micro_usd},
         )
+
+    def _names(self, lines: tuple[CounterLine, ...]) -> _LineNames:
+        """What the audit events and gauges of a reservation with these lines name."""
+        cached = self._line_names.get(id(lines))
+        if cached is not None and cached[0] is lines:
+            return cached[1]
+        budgets = ",".join(sorted({line.budget.ref for line in lines}))
+        names = _LineNames(_resource(budgets), tuple(line.budget.ref for line in lines))
+        if len(self._line_names) >= _KNOWN_KEPT:
+            self._line_names.clear()
+        self._line_names[id(lines)] = (lines, names)
+        return names
 
     # --- after the call --------------------------------------------------------------------
 
     async def _finish(
-        self,
-        call: Call,
-        reservation: Reservation,
-        plan: Plan,
-        prices: EndpointPrices,
-        snapshot: BudgetSnapshot,
+        self, call: Call, reservation: Reservation, plan: Plan, found: _Applicable
     ) -> None:
         usage = call.usage
         status = call.upstream_status
-        budgets = _budgets_of(reservation)
+        names = self._names(reservation.lines)
         try:
             if status is None or status >= 400:
                 # Nothing reached the client, or an error answer: a failed call costs nothing.
@@ -296,7 +394,7 @@ class BudgetGate:
                 self._record(
                     call,
                     "budget.release",
-                    budgets,
+                    names.resource,
                     "released" if released else "already-finished",
                     0.0,
                     {"reservation": reservation.id, "status": status},
@@ -305,9 +403,7 @@ class BudgetGate:
             if usage is None:
                 actual = reservation.amount  # answered, usage unreadable: charge the hold
             else:
-                actual = (
-                    self._cost(call, prices, plan.prompt_tokens, snapshot) or reservation.amount
-                )
+                actual = self._cost(call, found, plan.prompt_tokens) or reservation.amount
             settlement = await self._ledger.settle(reservation, actual)
         except Exception as error:
             self._metrics.ledger_failed("settle")
@@ -325,30 +421,25 @@ class BudgetGate:
                 "the hold TTL (CORRAL_BUDGET_HOLD_TTL_S)",
                 reservation.id,
             )
-        self._metrics.settled(tuple(line.budget.ref for line in reservation.lines))
+        self._metrics.settled(names.refs)
+        held = reservation.amount
         self._record(
             call,
             "budget.settle",
-            budgets,
+            names.resource,
             "charged" if settlement.charged else "already-finished",
             actual.usd,
             {
                 "reservation": reservation.id,
                 "tokens": actual.tokens,
                 "micro_usd": actual.micro_usd,
-                "held_tokens": reservation.amount.tokens,
-                "held_micro_usd": reservation.amount.micro_usd,
+                "held_tokens": held.tokens,
+                "held_micro_usd": held.micro_usd,
                 "late": settlement.late,
             },
         )
 
-    def _cost(
-        self,
-        call: Call,
-        prices: EndpointPrices,
-        prompt_estimate: int | None,
-        snapshot: BudgetSnapshot,
-    ) -> Amount | None:
+    def _cost(self, call: Call, found: _Applicable, prompt_estimate: int | None) -> Amount | None:
         """Set ``call.cost_usd`` from the usage; the amount to charge (None: usage unknown)."""
         usage = call.usage
         if usage is None:
@@ -362,7 +453,7 @@ class BudgetGate:
                     prompt_estimate = 0
             input_tokens = prompt_estimate
         output_tokens = usage.output_tokens
-        price = _served_price(call, prices, snapshot)
+        price = found.served_price(call.served_by)
         if price is None:
             return Amount(input_tokens + output_tokens, 0)
         call.cost_usd = (
@@ -378,7 +469,7 @@ class BudgetGate:
         self._record(
             call,
             "budget.alert",
-            alert.budget,
+            _resource(alert.budget),
             alert.kind,
             0.0,
             {
@@ -393,31 +484,32 @@ class BudgetGate:
         self,
         call: Call,
         action: str,
-        budgets: str,
+        resource: str,
         decision: str,
         cost: float,
-        details: Mapping[str, Any],
+        details: dict[str, Any],
     ) -> None:
+        """Audit an event; ``details`` (a dict of the caller's own) gets the Endpoint added."""
         sink = self._audit()
         if sink is None:
             return
         principal = call.principal
         endpoint = call.endpoint
-        extra = {"endpoint": None if endpoint is None else f"{endpoint.namespace}/{endpoint.name}"}
+        details["endpoint"] = None if endpoint is None else f"{endpoint.namespace}/{endpoint.name}"
         try:
             sink.record(
                 AuditEvent(
                     actor=principal.id if principal is not None else "anonymous",
                     action=action,
-                    resource=",".join(f"Budget/{ref}" for ref in budgets.split(",")),
+                    resource=resource,
                     decision=decision,
                     policies=call.decided_by,
                     cost=cost,
-                    details={**details, **extra},
+                    details=details,
                 )
             )
         except Exception:
-            _log.exception("audit event %s for %s not recorded", action, budgets)
+            _log.exception("audit event %s for %s not recorded", action, resource)
 
     def _in_background(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
@@ -435,25 +527,6 @@ def _choices(payload: Mapping[str, Any]) -> int:
     return most
 
 
-def _budgets_of(reservation: Reservation) -> str:
-    return ",".join(sorted({line.budget.ref for line in reservation.lines}))
-
-
-def _served_price(call: Call, prices: EndpointPrices, snapshot: BudgetSnapshot) -> Price | None:
-    """The price of the version that answered (found by its replica address, also among the
-    fallbacks); the Endpoint's worst price when the address is not known."""
-    endpoint = call.endpoint
-    served = call.served_by
-    if endpoint is None or served is None:
-        return prices.worst
-    candidates = [(endpoint, prices)]
-    for name in endpoint.policy.fallback:
-        fallback = call.routes.lookup(name)
-        if fallback is not None:
-            candidates.append((fallback, snapshot.prices(fallback.namespace, fallback.name)))
-    for route, route_prices in candidates:
-        for version in route.versions:
-            if served in version.addresses:
-                found = route_prices.versions.get(version.model)
-                return None if found is None else found.price
-    return prices.worst
+def _resource(budgets: str) -> str:
+    """The audit resource of budgets joined by commas: ``Budget/ns/a,Budget/ns/b``."""
+    return ",".join(f"Budget/{ref}" for ref in budgets.split(","))

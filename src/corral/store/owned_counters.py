@@ -69,7 +69,9 @@ class OwnedBudgetCounters:
             collections.OrderedDict()
         )
         self._dirty: set[str] = set()
-        self._committed: asyncio.Future[None] | None = None
+        # The settles waiting for the next group commit, one future each (cancelling one
+        # waiter leaves the others and the commit alone).
+        self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def _load(self, name: str) -> dict[str, int]:
@@ -89,14 +91,15 @@ class OwnedBudgetCounters:
     async def reserve(
         self, reservation_id: str, holds: Sequence[Hold], expires_at: float
     ) -> tuple[bool, list[State]]:
+        spent_of, held_of = self._spent, self._held
         states = []
         for key, amount, limit in sorted(holds):
-            spent, held = self._spent.get(key, 0), self._held.get(key, 0)
+            spent, held = spent_of.get(key, 0), held_of.get(key, 0)
             if limit is not None and spent + held + amount > limit:
                 return False, [(key, spent, held)]
             states.append((key, spent, held + amount))
         for key, amount, _limit in holds:
-            self._held[key] = self._held.get(key, 0) + amount
+            held_of[key] = held_of.get(key, 0) + amount
         self._open[reservation_id] = ({key: amount for key, amount, _ in holds}, expires_at)
         return True, states
 
@@ -106,15 +109,22 @@ class OwnedBudgetCounters:
         state, holds, back = self._take(reservation_id)
         if state not in ("held", "expired"):
             return state, []
+        spent_of, held_of, dirty = self._spent, self._held, self._dirty
         states = []
         for key in sorted(holds):
-            held = self._held.get(key, 0) - (holds[key] if back else 0)
-            spent = self._spent.get(key, 0) + actual.get(key, 0)
-            self._held[key], self._spent[key] = held, spent
-            self._dirty.add(key)
+            held = held_of.get(key, 0) - (holds[key] if back else 0)
+            spent = spent_of.get(key, 0) + actual.get(key, 0)
+            held_of[key], spent_of[key] = held, spent
+            dirty.add(key)
             states.append((key, spent, held))
         self._remember(reservation_id, "settled", None)
-        await self._durable()
+        # Wait for the group commit that writes this charge (see the module docstring).
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        if self._timer is None:
+            self._timer = loop.call_later(self._commit_delay_s, self._commit)
+        await waiter
         return state, states
 
     async def release(self, reservation_id: str) -> str:
@@ -155,25 +165,18 @@ class OwnedBudgetCounters:
     async def counters(self, keys: Sequence[str]) -> dict[str, tuple[int, int]]:
         return {key: (self._spent.get(key, 0), self._held.get(key, 0)) for key in keys}
 
-    async def _durable(self) -> None:
-        """Wait for the group commit that writes what this task changed."""
-        if self._committed is None:
-            loop = asyncio.get_running_loop()
-            self._committed = loop.create_future()
-            self._committed.add_done_callback(_consume_error)
-            self._timer = loop.call_later(self._commit_delay_s, self._commit)
-        await asyncio.shield(self._committed)
-
     def _commit(self) -> None:
-        committed, self._committed, self._timer = self._committed, None, None
+        waiters, self._waiters, self._timer = self._waiters, [], None
         try:
             self._write()
         except (sqlite3.Error, OSError) as error:
-            if committed is not None:
-                committed.set_exception(error)
+            for waiter in waiters:
+                if not waiter.done():  # a cancelled waiter's task is gone
+                    waiter.set_exception(error)
         else:
-            if committed is not None:
-                committed.set_result(None)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
     def _write(self) -> None:
         keys, self._dirty = self._dirty, set()
@@ -240,10 +243,11 @@ class OwnedRateLimitCounters:
     ) -> Answer:
         used: list[float] = []
         windows, leases = self._windows, self._leases
+        previous_window = window - 1
         for index, (key, windowed, limit, amount) in enumerate(checks):
             if windowed:
                 current = windows.get((key, window), 0)
-                previous = windows.get((key, window - 1), 0)
+                previous = windows.get((key, previous_window), 0)
                 after = current + previous * weight + amount
                 if after > limit + EPSILON:
                     return Answer(False, (), index, current, previous)
@@ -258,10 +262,12 @@ class OwnedRateLimitCounters:
                 if in_flight + 1 > limit:
                     return Answer(False, (), index, in_flight, 0)
                 used.append(in_flight + 1)
+        dirty = self._dirty
         for key, windowed, _limit, amount in checks:
             if windowed:
-                windows[key, window] = windows.get((key, window), 0) + amount
-                self._dirty.add((key, window))
+                counted = (key, window)
+                windows[counted] = windows.get(counted, 0) + amount
+                dirty.add(counted)
             else:
                 leases.setdefault(key, {})[lease_id] = lease_expires
         self._flush_later()
@@ -341,9 +347,3 @@ def _live(leases: dict[str, float], now: float) -> int:
     for lease_id in expired:
         del leases[lease_id]
     return len(leases)
-
-
-def _consume_error(future: asyncio.Future[None]) -> None:
-    # Waiters see the error through the shield; mark it retrieved for the case nobody waits.
-    if not future.cancelled():
-        future.exception()
