@@ -9,6 +9,7 @@ the instance; scanning holds no state.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -22,6 +23,11 @@ from corral.guardrails._unicode import unicode_detector
 from corral.guardrails.classifier import ClassifierScanner
 from corral.guardrails.config import GuardrailConfig
 from corral.guardrails.stream import StreamScanner
+
+CLEAN_TEXTS_KEPT = 1024
+"""How many clean texts a ``Guardrails`` remembers (per injection setting)."""
+CLEAN_TEXT_MAX_CHARS = 8192
+"""Longer texts are always scanned: the cache holds at most 16 M characters in all."""
 
 
 class GuardrailInputError(ValueError):
@@ -110,6 +116,11 @@ class Guardrails:
         self._span_detectors = tuple(detectors)
         self._injection = injection_detectors() if self.config.injection is not None else ()
         self._classifiers = tuple(classifiers) if self.config.classifier is not None else ()
+        # Texts found clean, with and without the injection heuristics (see the module doc).
+        self._clean: dict[bool, OrderedDict[str, None]] = {
+            True: OrderedDict(),
+            False: OrderedDict(),
+        }
 
     def scan_text(self, text: str, location: str = "text", *, injection: bool = True) -> ScanResult:
         """Scan one text; ``injection=False`` skips the prompt-injection heuristics (for the
@@ -149,6 +160,18 @@ class Guardrails:
         return replace(finding, action=self.config.classifier or finding.action)
 
     def _findings(self, text: str, location: str, *, injection: bool = True) -> list[Finding]:
+        clean = self._clean[injection]
+        if text in clean:
+            clean.move_to_end(text)
+            return []
+        findings = self._scan(text, location, injection=injection)
+        if not findings and len(text) <= CLEAN_TEXT_MAX_CHARS:
+            clean[text] = None
+            if len(clean) > CLEAN_TEXTS_KEPT:
+                clean.popitem(last=False)
+        return findings
+
+    def _scan(self, text: str, location: str, *, injection: bool) -> list[Finding]:
         findings: list[Finding] = []
         for detector in self._span_detectors:
             for match in detector.matches(text):
