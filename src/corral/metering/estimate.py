@@ -52,7 +52,7 @@ def estimate_prompt_tokens(
     if strict:
         text_tokens = sum(len(text.encode("utf-8")) for text in texts)
     else:
-        text_tokens = math.ceil(sum(len(text) for text in texts) / chars_per_token)
+        text_tokens = math.ceil(sum(map(len, texts)) / chars_per_token)
     framing = message_count * MESSAGE_OVERHEAD_TOKENS + (REPLY_PRIMING_TOKENS if messages else 0)
     return text_tokens + framing
 
