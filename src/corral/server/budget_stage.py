@@ -1,6 +1,8 @@
 """The gateway's budget stage: reserve a request's worst case, call on, settle what it used.
 
-Per request, against every Budget that applies (``corral.server.budget_snapshot``):
+Per request, against every Budget that applies (``corral.server.budget_snapshot``; which ones,
+and the prices, are worked out on a caller's first call to an Endpoint and remembered until
+the snapshot or the route table is replaced):
 
 1. **Worst case.** Prompt tokens are estimated from the body (``corral.metering.estimate``);
    output tokens are the request's ``max_completion_tokens``/``max_tokens`` (times ``n`` or
@@ -107,7 +109,7 @@ class _Applicable:
     under one snapshot, worked out on the first: the Budgets that apply, whether one is hard,
     the prices that bound the hold, and the price of each replica that answered."""
 
-    __slots__ = ("_candidates", "_served", "endpoint", "hard", "prices", "routes", "rules", "worst")
+    __slots__ = ("_candidates", "_served", "endpoint", "hard", "prices", "rules", "worst")
 
     def __init__(
         self,
@@ -116,8 +118,8 @@ class _Applicable:
         endpoint: EndpointRoute,
         principal: Principal | None,
     ) -> None:
-        # Held so the ids keying this entry belong to these objects while it is kept.
-        self.routes, self.endpoint = routes, endpoint
+        # Held so the id keying this entry stays the Endpoint's while the entry is kept.
+        self.endpoint = endpoint
         self.prices = prices = snapshot.prices(endpoint.namespace, endpoint.name)
         self.rules = snapshot.applicable(principal, endpoint.namespace, endpoint.name)
         self.hard = any(rule.hard for rule in self.rules)
@@ -177,10 +179,11 @@ class BudgetGate:
         self._clock = clock or (lambda: datetime.now(UTC).timestamp())
         self._background: set[asyncio.Task[None]] = set()
         self._unpriced_warned: dict[str, float] = {}
-        # Per (route table, Endpoint, caller) under the snapshot ``_known_of``: a new snapshot
-        # (a Budget, Model or Endpoint changed) starts afresh.
+        # Per (Endpoint, caller) under the snapshot and route table ``_known_of``: a new
+        # snapshot (a Budget, Model or Endpoint changed) or route table starts afresh, so
+        # old route tables are not kept alive.
         self._known: dict[tuple[object, ...], _Applicable] = {}
-        self._known_of: BudgetSnapshot | None = None
+        self._known_of: tuple[BudgetSnapshot, RouteTable] | None = None
         # A reservation's lines (by id, held) -> what its audit events and gauges name.
         self._line_names: dict[int, tuple[tuple[CounterLine, ...], _LineNames]] = {}
 
@@ -243,17 +246,16 @@ class BudgetGate:
     # --- before the call -------------------------------------------------------------------
 
     def _applicable(self, call: Call, endpoint: EndpointRoute) -> _Applicable:
-        snapshot = self._snapshot()
-        if snapshot is not self._known_of:
-            self._known, self._known_of = {}, snapshot
-        routes, principal = call.routes, call.principal
-        # The route table and Endpoint by identity (the entry holds both); of the caller,
-        # everything ``caller_subjects`` reads.
+        snapshot, routes, principal = self._snapshot(), call.routes, call.principal
+        known_of = self._known_of
+        if known_of is None or snapshot is not known_of[0] or routes is not known_of[1]:
+            self._known, self._known_of = {}, (snapshot, routes)
+        # The Endpoint by identity (the entry holds it); of the caller, everything
+        # ``caller_subjects`` reads.
         key: tuple[object, ...] = (
-            (id(routes), id(endpoint))
+            (id(endpoint),)
             if principal is None
             else (
-                id(routes),
                 id(endpoint),
                 principal.kind,
                 principal.id,
@@ -266,7 +268,7 @@ class BudgetGate:
         if found is None:
             found = _Applicable(snapshot, routes, endpoint, principal)
             if len(self._known) >= _KNOWN_KEPT:
-                self._known.clear()  # many callers or route tables: start over
+                self._known.clear()  # many callers: start over
             self._known[key] = found
         return found
 

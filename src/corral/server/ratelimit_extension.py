@@ -3,10 +3,12 @@ RateLimit, shared by every gateway process of a deployment.
 
 In a gateway process it follows RateLimit objects through an informer and compiles them into a
 :class:`~corral.metering.ratelimits.RateLimitSet` snapshot, swapped whole on change; the stage
-reads only the snapshot. A request that no RateLimit applies to costs a dictionary lookup or
-two and no round trip; one that some apply to makes one atomic admission round trip to the
-counters for all of them (``corral.store.ratelimit_counters``), and, after the call, one more
-to free its concurrency slots and correct its token charge to the real usage.
+reads only the snapshot, and compiles the checks a caller's requests to an Endpoint make once
+per snapshot (:class:`~corral.metering.ratelimits.CheckPlan`). A request that no RateLimit
+applies to costs a dictionary lookup and no round trip; one that some apply to makes one
+atomic admission round trip to the counters for all of them
+(``corral.store.ratelimit_counters``), and, after the call, one more to free its concurrency
+slots and correct its token charge to the real usage.
 
 Counters live where every gateway process of the deployment meets: Redis when
 ``CORRAL_COUNTERS_URL=redis://…`` is set, else the store's PostgreSQL when the store is
