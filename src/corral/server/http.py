@@ -1,26 +1,22 @@
 """One listening port per process, and what answers on it.
 
-:class:`Dispatcher` is the ASGI app uvicorn runs: ``/v1/...`` goes to the gateway (a
+:class:`Dispatcher` is the ASGI app the port runs: ``/v1/...`` goes to the gateway (a
 ``startswith`` or two on the hot path, nothing else) unless a mounted app (the sessions API
 under ``/v1/agents/``) owns the prefix, the Endpoint logs route to the controllers' log
 reader, ``/.well-known/...`` to the public routes (the JWKS), and everything else to the API
 server — or, in a process without one, to :class:`HealthApp` (``/healthz``, ``/readyz``,
-``/metrics``). Also here: the embedded uvicorn server (no signal
-handlers of its own), binding the listener, and the filter that quiets the expected noise of
-cutting open watch streams at shutdown.
+``/metrics``). Also here: binding the listener. The server that runs the dispatcher is
+:class:`corral.server.http_server.HttpServer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from corral.api.errors import NotFound
@@ -129,53 +125,6 @@ async def _respond(send: Send, status: int, body: bytes, content_type: bytes) ->
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class EmbeddedUvicorn(uvicorn.Server):
-    """uvicorn without its own signal handlers: this process's signals belong to ``serve``."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def uvicorn_config(app: App) -> uvicorn.Config:
-    """The gateway's fast settings (uvloop, httptools, no access log) for the whole port."""
-    return uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        interface="asgi3",
-        ws="none",
-        access_log=False,
-        server_header=False,
-        log_config=None,
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-
-
-class QuietShutdown(logging.Filter):
-    """Open watch streams are cut when the shutdown grace period ends: expected, not an error.
-
-    uvicorn reports that as an ERROR and a CancelledError traceback per stream; once this
-    server is stopping, those become one INFO line.
-    """
-
-    def __init__(self, server: uvicorn.Server) -> None:
-        super().__init__()
-        self._server = server
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._server.should_exit:
-            return True
-        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
-            return False
-        if record.getMessage().startswith("Cancel ") and "graceful shutdown" in record.msg:
-            _log.info("closed open requests (watch streams) after the shutdown grace period")
-            return False
-        return True
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -65,16 +65,8 @@ from corral.server.endpoint_logs import EndpointLogs
 from corral.server.extensions import Extension, ServerContext
 from corral.server.governance import ensure_builtin_policies, policy_stage
 from corral.server.guardrails_extension import GuardrailsExtension
-from corral.server.http import (
-    App,
-    Dispatcher,
-    EmbeddedUvicorn,
-    HealthApp,
-    QuietShutdown,
-    listen,
-    url_of,
-    uvicorn_config,
-)
+from corral.server.http import GRACEFUL_SHUTDOWN_S, App, Dispatcher, HealthApp, listen, url_of
+from corral.server.http_server import HttpServer
 from corral.server.node_registration import (
     keep_this_node_registered,
     registration_enabled,
@@ -102,7 +94,6 @@ TOOL_LOGS_DIR = "tool-logs"
 _FORCED = "stopped at once on a second signal; work in flight was cut"
 
 _log = logging.getLogger(__name__)
-_UVICORN_LOG = logging.getLogger("uvicorn.error")
 
 # DeviceClass and ResourceClaim selectors are CEL, compiled at the API server's write gate (the
 # api layer cannot import the CEL engine, so the composition root installs the check).
@@ -243,8 +234,7 @@ async def _run_roles_with(
         context.stop,
     )
     workers: dict[str, asyncio.Task[Any]] = {}
-    http: EmbeddedUvicorn | None = None
-    quiet_shutdown: QuietShutdown | None = None
+    http: HttpServer | None = None
     listener: socket.socket | None = None
     manager: Manager | None = None
     supervisor: Supervisor | None = None
@@ -302,13 +292,10 @@ async def _run_roles_with(
         public_routes = [route for e in extensions for route in e.public_routes()]
         public = Router(routes=public_routes) if public_routes else None
         mounts = tuple(mount for e in extensions for mount in e.surface_apps())
-        http = EmbeddedUvicorn(
-            uvicorn_config(
-                Dispatcher(rest=rest, gateway=gateway, logs=logs, public=public, mounts=mounts)
-            )
+        http = HttpServer(
+            Dispatcher(rest=rest, gateway=gateway, logs=logs, public=public, mounts=mounts),
+            graceful_shutdown_s=GRACEFUL_SHUTDOWN_S,
         )
-        quiet_shutdown = QuietShutdown(http)
-        _UVICORN_LOG.addFilter(quiet_shutdown)
         workers[_HTTP] = asyncio.create_task(http.serve(sockets=[listener]))
 
         if not await _until_ready(http, ready, workers, stop):
@@ -357,7 +344,7 @@ async def _run_roles_with(
             if http is not None:
                 # Requests cut at the end of the grace period are cancelled, not yet finished:
                 # let them unwind (closing their store watches) before the store closes.
-                await asyncio.gather(*list(http.server_state.tasks), return_exceptions=True)
+                await asyncio.gather(*http.tasks(), return_exceptions=True)
         finally:
             if gateway is not None:
                 await gateway.aclose()
@@ -366,8 +353,6 @@ async def _run_roles_with(
                 await supervisor.stop_all()
             if listener is not None:
                 listener.close()
-            if quiet_shutdown is not None:
-                _UVICORN_LOG.removeFilter(quiet_shutdown)
     _raise_failure(dict(zip(workers, outcomes, strict=True)), ended_by)
 
 
@@ -415,7 +400,7 @@ def _readiness(
 
 
 async def _until_ready(
-    http: EmbeddedUvicorn,
+    http: HttpServer,
     roles_ready: Callable[[], bool],
     workers: dict[str, asyncio.Task[Any]],
     stop: asyncio.Event,
