@@ -242,3 +242,28 @@ async def test_interim_response_is_skipped_for_the_final_one():
             assert b"".join(await collect(response)) == b'{"ok":true}'
         await transport.aclose()
     assert server.connections == 1
+
+
+async def test_a_lagging_reader_pauses_the_upstream_instead_of_buffering_it_all():
+    piece = b"y" * 65536
+    pieces = 128  # 8 MiB, sent as fast as the socket takes it
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % (len(piece) * pieces))
+        for _ in range(pieces):
+            writer.write(piece)
+            await writer.drain()
+
+    async with raw_server(handler) as server:
+        transport = HttpTransport()
+        response = await transport.send("GET", server.url, [], b"")
+        received = len(await anext(response.chunks))
+        await asyncio.sleep(0.3)  # the upstream could send everything meanwhile
+        state = response.chunks._state
+        assert state.buffered < 2**20, f"{state.buffered} bytes buffered while the reader lagged"
+        async for chunk in response.chunks:
+            received += len(chunk)
+        await response.aclose()
+        await transport.aclose()
+    assert received == len(piece) * pieces

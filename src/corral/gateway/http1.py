@@ -1,7 +1,8 @@
 """``HttpTransport``: the default upstream transport, a pooled keep-alive HTTP/1.1 client.
 
 It sits under the forwarding stage and speaks to model runtimes (llama.cpp, vLLM, any
-OpenAI-compatible server). Built on asyncio streams and ``httptools.HttpResponseParser`` because
+OpenAI-compatible server). Built on a plain ``asyncio.Protocol`` feeding
+``httptools.HttpResponseParser`` as bytes arrive (no stream buffer, one future per wait) because
 the gateway's budget per request is a fraction of a millisecond: as the gateway's transport,
 ``httpx.AsyncClient`` served about a seventh of the requests/s of this client and added about
 0.5 ms more per request (``benchmarks/gateway_bench.py --fake``).
@@ -35,18 +36,6 @@ class _Origin(NamedTuple):
     authority: str
 
 
-class _Connection:
-    __slots__ = ("idle_since", "origin", "reader", "writer")
-
-    def __init__(
-        self, origin: _Origin, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.origin = origin
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-
-
 class _Stale(Exception):
     """A reused connection failed before any response byte: the server had already closed it."""
 
@@ -55,6 +44,7 @@ class _ResponseState:
     """Receives httptools' callbacks for one response."""
 
     __slots__ = (
+        "buffered",
         "chunks",
         "complete",
         "headers",
@@ -69,6 +59,7 @@ class _ResponseState:
     def __init__(self) -> None:
         self.headers: Headers = []
         self.chunks: list[bytes] = []
+        self.buffered = 0
         self.headers_done = False
         self.interim = False
         self.complete = False
@@ -95,6 +86,7 @@ class _ResponseState:
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
+        self.buffered += len(body)
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -103,6 +95,109 @@ class _ResponseState:
         self.complete = True
         # Only valid now: llhttp resets its flags for the next message once this returns.
         self.keep_alive = bool(self.parser.should_keep_alive())
+
+
+class _Connection(asyncio.Protocol):
+    """One upstream connection. Bytes go straight from the socket into the response parser
+    (no stream buffer in between); the request task waits on one future for "more happened"."""
+
+    __slots__ = (
+        "closed",
+        "eof",
+        "failure",
+        "idle_since",
+        "origin",
+        "paused",
+        "received",
+        "state",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.state: _ResponseState | None = None  # the response being read, if any
+        self.waiter: asyncio.Future[None] | None = None
+        self.failure: Exception | None = None  # a parse error or the socket's error
+        self.received = False  # a byte of the current response arrived
+        self.eof = False
+        self.closed = False
+        self.paused = False
+        self.idle_since = 0.0
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        state = self.state
+        if state is None:
+            # Bytes nobody asked for (a server talking out of turn): never reuse this one.
+            self.failure = ConnectionResetError("unexpected data from the upstream")
+            self.close()
+            return
+        self.received = True
+        try:
+            state.parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self.failure = error
+        if state.buffered > _READ_SIZE * 4 and self.transport is not None:
+            # The consumer (a slow client) lags: stop reading until it catches up.
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # let the transport close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if exc is not None and self.failure is None:
+            self.failure = exc
+        self._wake()
+
+    # the request side
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self, within_s: float) -> bool:
+        """Wait until something happens on the connection; False after ``within_s`` seconds."""
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(within_s, _time_out, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            return False
+        finally:
+            timer.cancel()
+            self.waiter = None
+        return True
+
+    @property
+    def usable(self) -> bool:
+        return not (self.closed or self.eof or self.failure is not None) and (
+            self.transport is not None and not self.transport.is_closing()
+        )
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class HttpTransport:
@@ -170,14 +265,15 @@ class HttpTransport:
             if self._ssl_context is None:
                 self._ssl_context = ssl.create_default_context()  # costly: made once, on demand
             tls = self._ssl_context
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                reader, writer = await asyncio.open_connection(
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(origin),
                     origin.host,
                     origin.port,
                     ssl=tls,
                     server_hostname=origin.host if tls else None,
-                    limit=_READ_SIZE,
                 )
         except TimeoutError as error:
             raise UpstreamUnreachable(
@@ -185,40 +281,38 @@ class HttpTransport:
             ) from error
         except OSError as error:
             raise UpstreamUnreachable(f"cannot connect to {origin.authority}: {error}") from error
-        connection = _Connection(origin, reader, writer)
         self._open.add(connection)
         return connection
 
     async def _exchange(self, connection: _Connection, request: bytes) -> UpstreamResponse:
-        state = _ResponseState()
-        reader = connection.reader
-        received = False
+        state = connection.state = _ResponseState()
+        connection.received = False
+        authority = connection.origin.authority
         try:
-            async with asyncio.timeout(self._header_timeout):
-                connection.writer.write(request)
-                while not state.headers_done:
-                    data = await reader.read(_READ_SIZE)
-                    if not data:
-                        raise ConnectionResetError("connection closed by the upstream")
-                    received = True
-                    state.parser.feed_data(data)
-        except TimeoutError as error:
-            self._drop(connection)
-            raise UpstreamUnreachable(
-                f"{connection.origin.authority} sent no response headers within "
-                f"{self._header_timeout}s"
-            ) from error
+            assert connection.transport is not None
+            connection.transport.write(request)
+            while not state.headers_done:
+                failure = connection.failure
+                if failure is not None:
+                    if isinstance(failure, httptools.HttpParserError):
+                        self._drop(connection)
+                        raise UpstreamUnreachable(
+                            f"{authority} sent a malformed HTTP response: {failure}"
+                        ) from failure
+                    raise failure
+                if connection.closed or connection.eof:
+                    raise ConnectionResetError("connection closed by the upstream")
+                if not await connection.wait(self._header_timeout):
+                    self._drop(connection)
+                    raise UpstreamUnreachable(
+                        f"{authority} sent no response headers within {self._header_timeout}s"
+                    )
         except OSError as error:
             self._drop(connection)
-            if not received:
+            if not connection.received:
                 raise _Stale() from error
             raise UpstreamUnreachable(
-                f"{connection.origin.authority} failed while sending headers: {error}"
-            ) from error
-        except httptools.HttpParserError as error:
-            self._drop(connection)
-            raise UpstreamUnreachable(
-                f"{connection.origin.authority} sent a malformed HTTP response: {error}"
+                f"{authority} failed while sending headers: {error}"
             ) from error
         except asyncio.CancelledError:
             # The caller gave up (a per-try timeout): a late response must not be read as the next.
@@ -234,17 +328,14 @@ class HttpTransport:
         oldest_allowed = asyncio.get_running_loop().time() - self._idle_expiry
         while idle:
             connection = idle.pop()
-            if (
-                connection.idle_since > oldest_allowed
-                and not connection.writer.is_closing()
-                and not connection.reader.at_eof()
-            ):
+            if connection.idle_since > oldest_allowed and connection.usable:
                 return connection
             self._drop(connection)
         return None
 
     def _release(self, connection: _Connection, state: _ResponseState) -> None:
-        if not state.keep_alive or state.until_eof or connection.writer.is_closing():
+        connection.state = None
+        if not state.keep_alive or state.until_eof or not connection.usable:
             self._drop(connection)
             return
         now = asyncio.get_running_loop().time()
@@ -259,7 +350,8 @@ class HttpTransport:
 
     def _drop(self, connection: _Connection) -> None:
         self._open.discard(connection)
-        connection.writer.close()
+        connection.state = None
+        connection.close()
 
 
 class _Body:
@@ -286,6 +378,7 @@ class _Body:
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
+                state.buffered = 0
                 return data
             if self._connection is None:
                 raise StopAsyncIteration
@@ -301,30 +394,26 @@ class _Body:
     async def _read_more(self, connection: _Connection) -> None:
         state = self._state
         authority = connection.origin.authority
-        try:
-            async with asyncio.timeout(self._transport._read_timeout):
-                data = await connection.reader.read(_READ_SIZE)
-        except TimeoutError as error:
+        failure = connection.failure
+        if failure is not None:
             await self.aclose()
-            raise UpstreamError(
-                f"{authority} sent no data for {self._transport._read_timeout}s"
-            ) from error
-        except OSError as error:
-            await self.aclose()
-            raise UpstreamError(f"{authority} failed mid-body: {error}") from error
-        if not data:
+            if isinstance(failure, httptools.HttpParserError):
+                raise UpstreamError(f"{authority} sent a malformed body: {failure}") from failure
+            raise UpstreamError(f"{authority} failed mid-body: {failure}") from failure
+        if state.complete:
+            self._finish()
+            return
+        if connection.closed or connection.eof:
             if state.until_eof:
                 state.complete = True
                 self._finish()
                 return
             await self.aclose()
             raise UpstreamError(f"{authority} closed the connection mid-body")
-        try:
-            state.parser.feed_data(data)
-        except httptools.HttpParserError as error:
+        if not await connection.wait(self._transport._read_timeout):
             await self.aclose()
-            raise UpstreamError(f"{authority} sent a malformed body: {error}") from error
-        if state.complete:
+            raise UpstreamError(f"{authority} sent no data for {self._transport._read_timeout}s")
+        if state.complete and not state.chunks:
             self._finish()
 
     def _finish(self) -> None:
