@@ -131,6 +131,11 @@ async def test_signing_key_persists_with_owner_only_permissions(tmp_path: object
         ({"cost": "1"}, "cost: expected a number"),
         ({"details": {"x": float("inf")}}, "details: must be JSON values"),
         ({"details": {"x": object()}}, "details: not JSON-serialisable"),
+        # The same refusals for events of the gateway's own shape (tuple, float, plain dict):
+        ({"policies": ("ok", ""), "cost": 1.0}, "policies: expected a list"),
+        ({"policies": ("ok",), "cost": float("-inf")}, "cost: must be finite"),
+        ({"policies": ("ok",), "cost": 1.0, "details": {1: "x"}}, "details: not JSON-ser"),
+        ({"policies": ("ok",), "decision": "", "cost": 1.0}, "decision: expected a non-empty"),
     ],
 )
 def test_bad_events_are_refused_saying_which_field(fields: dict[str, object], message: str) -> None:

@@ -36,6 +36,38 @@ class AuditEvent:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Two events per gateway request: the common shape (plain str fields, a tuple of
+        # policy names, a float cost, plain-scalar details) is checked without generators or
+        # getattr; anything else takes the thorough path below, which says what is wrong.
+        actor, action, resource, decision = self.actor, self.action, self.resource, self.decision
+        policies, cost, details = self.policies, self.cost, self.details
+        if (
+            type(actor) is str
+            and type(action) is str
+            and type(resource) is str
+            and type(decision) is str
+            and actor
+            and action
+            and resource
+            and decision
+            and type(policies) is tuple
+            and type(cost) is float
+            and cost - cost == 0.0  # finite: inf - inf and nan - nan are nan
+            and type(details) is dict
+        ):
+            for policy in policies:
+                if type(policy) is not str or not policy:
+                    break
+            else:
+                for key, value in details.items():
+                    if type(key) is not str or not _plain_scalar(value):
+                        break
+                else:
+                    object.__setattr__(self, "details", dict(details))
+                    return
+        self._validate()
+
+    def _validate(self) -> None:
         for name in ("actor", "action", "resource", "decision"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
