@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -124,3 +125,53 @@ def test_remembered_decisions_follow_token_estimates_and_team_changes(
         settled = len(upstream.chats())
         assert [ask(client, 50) for _ in range(3)] == [403, 403, 403]
         assert len(upstream.chats()) == settled
+
+
+OUTSIDE_NETWORK_FORBIDDEN = """
+permit (principal in Team::"default/networked", action == Action::"invoke", resource is Endpoint);
+
+forbid (principal in Team::"default/networked", action == Action::"invoke", resource)
+when { context has client_ip && context.client_ip.isInRange(ip("203.0.113.0/24")) };
+"""
+
+
+def test_the_client_address_a_local_proxy_forwards_is_the_one_policy_sees(
+    served: tuple[Corral, FakeUpstream],
+) -> None:
+    server, _upstream = served
+    argv = [CORRAL, "keys", "create", "--team", "networked", "--create-team"]
+    created = subprocess.run(
+        [*argv, "--server", server.url, "--token", server.token],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    server.apply(
+        {
+            "apiVersion": "corral.dev/v1alpha1",
+            "kind": "Policy",
+            "metadata": {"name": "networked-not-from-203"},
+            "spec": {"cedar": OUTSIDE_NETWORK_FORBIDDEN},
+        }
+    )
+    body = {"model": "cached-chat", "messages": HELLO, "max_tokens": 5}
+
+    def status(forwarded_for: str | None) -> int:
+        headers = {"authorization": f"Bearer {key}"}
+        if forwarded_for is not None:
+            headers["x-forwarded-for"] = forwarded_for
+        url = server.url + "/v1/chat/completions"
+        return httpx.post(url, json=body, headers=headers, timeout=10).status_code
+
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while status(None) != 200:
+        assert time.monotonic() < deadline, "the networked team was never allowed"
+        time.sleep(0.02)
+    # This test talks from loopback, as a reverse proxy on the same machine would.
+    assert status("203.0.113.9") == 403
+    assert status("198.51.100.4, 203.0.113.9") == 403  # the rightmost untrusted hop decides
+    assert status("203.0.113.9, 198.51.100.4") == 200
+    assert status(None) == 200
