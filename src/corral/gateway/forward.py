@@ -289,8 +289,10 @@ async def _relay(
     await send({"type": "http.response.start", "status": status, "headers": headers})
     call.response_started = True
     # A streamed generation can run for minutes: stop pulling it once the client is gone.
-    # (uvicorn's send() silently drops data for a disconnected client, so ask receive().)
-    disconnected = asyncio.ensure_future(call.receive()) if call.stream else None
+    # (An ASGI send() may silently drop data for a disconnected client, so ask receive().)
+    # The watcher starts after the first chunk went out, to keep it off time-to-first-chunk.
+    watching = call.stream
+    disconnected: asyncio.Future[Any] | None = None
     try:
         async for chunk in response.chunks:
             chunk = watch.chunk(chunk)
@@ -298,8 +300,11 @@ async def _relay(
                 chunk = hook.chunk(chunk)
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if disconnected is not None and disconnected.done():
-                return
+            if disconnected is not None:
+                if disconnected.done():
+                    return
+            elif watching:
+                disconnected = asyncio.ensure_future(call.receive())
         tail = watch.end()
         for hook in hooks:
             tail = hook.chunk(tail) + hook.end() if tail else hook.end()
