@@ -52,6 +52,8 @@ ADMIN = "admin"
 """The session owner recorded when the admin token creates a session."""
 
 Authenticate = Callable[[str | None], "Principal | bool | None"]
+"""(bearer token or None) -> the caller, True for the admin, None for no one; raises
+:class:`Unauthenticated` when the credential fails a check worth naming (an expired JWT)."""
 Authorize = Callable[["Principal | None", str, str], "str | None"]
 """(caller or None for the admin, namespace, agent) -> why not, or None when allowed."""
 
@@ -81,14 +83,30 @@ class Sessions(Protocol):
     ) -> tuple[list[SessionSummary], str | None]: ...
 
 
+class Unauthenticated(Exception):
+    """A bearer credential that failed verification; the message says which check and why
+    (``invalid workload token (expired): …``), as the gateway's 401 does."""
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, code: str, kind: str = "invalid_request_error"):
         super().__init__(message)
         self.status, self.message, self.code, self.kind = status, message, code, kind
 
     def response(self) -> Response:
-        body = {"error": {"message": self.message, "type": self.kind, "code": self.code}}
-        return Response(orjson.dumps(body), self.status, media_type="application/json")
+        body = {
+            "error": {"message": self.message, "type": self.kind, "param": None, "code": self.code}
+        }
+        # A 401 names the scheme it wants (RFC 6750), as the gateway's do.
+        headers = {"www-authenticate": "Bearer"} if self.status == 401 else None
+        return Response(
+            orjson.dumps(body), self.status, headers=headers, media_type="application/json"
+        )
+
+
+def unauthenticated(message: str) -> ApiError:
+    """The 401 the gateway would answer: OpenAI-shaped, ``invalid_api_key``, saying why."""
+    return ApiError(401, message, "invalid_api_key", "authentication_error")
 
 
 class SessionsApi:
@@ -281,14 +299,16 @@ class SessionsApi:
             scheme, _, credentials = header.partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 token = credentials.strip()
-        accepted = self._authenticate(token)
+        try:
+            accepted = self._authenticate(token)
+        except Unauthenticated as error:
+            raise unauthenticated(str(error)) from None
         if not accepted:
-            message = (
+            raise unauthenticated(
                 "missing API key: send the header 'Authorization: Bearer <token>'"
                 if token is None
                 else "invalid API key in the Authorization header"
             )
-            raise ApiError(401, message, "invalid_api_key", "authentication_error")
         principal = accepted if isinstance(accepted, Principal) else None
         namespace, agent = request.path_params["namespace"], request.path_params["agent"]
         refusal = self._authorize(principal, namespace, agent)

@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,12 +49,18 @@ from corral.api.kinds.tool import TOOL
 from corral.audit import AuditEvent
 from corral.controllers.tool import store_tool_configs
 from corral.gateway import GatewayError, Stage
-from corral.identity import Principal, workload_id
+from corral.identity import InvalidToken, Principal, workload_id
 from corral.policy.entities import Entity, invoke_context, object_entity
 from corral.policy.tool_calls import ToolCallDecision
 from corral.server.access_feed import ADMIN_PRINCIPAL, AccessFeed
 from corral.server.agent_directory import AgentDirectoryFeed
-from corral.server.agents_api import SessionsApi
+from corral.server.agents_api import (
+    ApiError,
+    Authenticate,
+    SessionsApi,
+    Unauthenticated,
+    unauthenticated,
+)
 from corral.server.agents_model import GatewayModelCaller
 from corral.server.agents_openai import agent_model_stage
 from corral.server.config import AGENTS, GATEWAY, is_postgres_url, redact_url
@@ -196,14 +202,7 @@ class AgentsExtension(Extension):
         return (agent_model_stage(lambda: self.runtime, self.authorize),)
 
     def _authenticate(self, token: str | None) -> Principal | bool | None:
-        access = self._access
-        if access is None:
-            return None
-        try:
-            principal = access.authenticate(token)
-        except GatewayError:
-            return None
-        return True if principal is ADMIN_PRINCIPAL else principal
+        return bearer_authenticator(lambda: self._access)(token)
 
     def authorize(self, principal: Principal | None, namespace: str, agent: str) -> str | None:
         """Why ``principal`` may not use the agent, or None (Cedar ``invoke`` on the Agent)."""
@@ -242,7 +241,9 @@ class AgentsExtension(Extension):
         directory = self.directory
         config = directory.get(namespace, name) if directory is not None else None
         if config is None:
-            return _json({"error": {"message": f"agent {namespace}/{name} not found"}}, 404)
+            return ApiError(
+                404, f"agent {namespace}/{name} not found", "agent_not_found"
+            ).response()
         base = str(request.base_url).rstrip("/")
         card = agent_card(config, base_url=base)
         return _json(card_json(card))
@@ -252,11 +253,16 @@ class AgentsExtension(Extension):
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _json({"error": {"message": "send 'Authorization: Bearer <workload JWT>'"}}, 401)
+            message = "missing workload token: send the header 'Authorization: Bearer <JWT>'"
+            return unauthenticated(message).response()
         try:
             caller = self._verify(token.strip(), agent_audience(namespace, name))
+        except InvalidToken as error:
+            reason = error.message.removeprefix("invalid token: ")
+            message = f"invalid workload token ({error.problem}): {reason}"
+            return unauthenticated(message).response()
         except Exception as error:
-            return _json({"error": {"message": f"invalid token: {error}"}}, 401)
+            return unauthenticated(f"invalid workload token: {error}").response()
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
@@ -264,11 +270,22 @@ class AgentsExtension(Extension):
         return _json(await self._a2a.handle(namespace, name, body, caller))
 
     async def _discovery(self, request: Request) -> Response:
-        if not self._authenticate(_bearer(request)):
-            return _json({"error": {"message": "missing or invalid bearer token"}}, 401)
+        token = _bearer(request)
+        try:
+            accepted = self._authenticate(token)
+        except Unauthenticated as error:
+            return unauthenticated(str(error)).response()
+        if not accepted:
+            return unauthenticated(
+                "missing API key: send the header 'Authorization: Bearer <token>'"
+                if token is None
+                else "invalid API key in the Authorization header"
+            ).response()
         directory = self.directory
         if directory is None:
-            return _json({"error": {"message": "the agent runtime is starting"}}, 503)
+            return ApiError(
+                503, "the agent runtime is starting", "not_ready", "server_error"
+            ).response()
         query = request.query_params
         try:
             document = discovery_document(
@@ -279,7 +296,7 @@ class AgentsExtension(Extension):
                 namespace=query.get("namespace") or None,
             )
         except ValueError as error:
-            return _json({"error": {"message": str(error)}}, 400)
+            return ApiError(400, str(error), "invalid_query").response()
         return _json(document)
 
     # -- seams -------------------------------------------------------------------------------
@@ -318,6 +335,26 @@ class AgentsExtension(Extension):
                 },
             )
         )
+
+
+def bearer_authenticator(access: Callable[[], AccessFeed | None]) -> Authenticate:
+    """How the sessions API, A2A cards and discovery know their callers: as the gateway does
+    (the admin token, a workload JWT, an API key), with a refused JWT's reason kept for the
+    401 (``invalid workload token (expired): …``) instead of a bare "invalid key"."""
+
+    def authenticate(token: str | None) -> Principal | bool | None:
+        feed = access()
+        if feed is None:
+            return None
+        try:
+            principal = feed.authenticate(token)
+        except GatewayError as error:
+            if error.status == 401:
+                raise Unauthenticated(error.message) from None
+            return None
+        return True if principal is ADMIN_PRINCIPAL else principal
+
+    return authenticate
 
 
 def sessions_url(context: ServerContext) -> str:
