@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from time import time_ns
 
 from corral.audit.merkle import MerkleAccumulator
 from corral.audit.record import AuditEvent, AuditRecord, seal_batch
@@ -25,8 +26,25 @@ _Pending = tuple[AuditEvent, str, "asyncio.Future[int] | None"]  # None: submitt
 log = logging.getLogger(__name__)
 
 
+_formatted_second: tuple[int, str] = (-1, "")
+"""The whole second last formatted and its ``YYYY-MM-DDTHH:MM:SS.`` prefix (one tuple, so a
+reader on another thread never pairs a second with another second's prefix)."""
+
+
 def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now as ``2026-01-31T12:00:00.123456Z`` (what ``datetime.isoformat`` writes, in UTC).
+
+    Every request's record is stamped: the date and time of day are formatted once per second
+    and the microseconds appended (a quarter of what ``datetime.now().isoformat()`` costs).
+    """
+    global _formatted_second
+    second, micros = divmod(time_ns() // 1000, 1_000_000)
+    cached_second, prefix = _formatted_second
+    if cached_second != second:
+        moment = datetime.fromtimestamp(second, UTC).replace(tzinfo=None)
+        prefix = moment.isoformat(timespec="seconds") + "."
+        _formatted_second = (second, prefix)
+    return f"{prefix}{micros:06d}Z"
 
 
 class AuditLogClosed(RuntimeError):

@@ -328,16 +328,16 @@ def invoke_event(
     if call.served_by is not None:
         details["servedBy"] = call.served_by
     if budget_events:
-        details["budget"] = [
-            {
-                **{key: value for key, value in event.details.items() if key != "endpoint"},
-                "action": event.action,
-                "resource": event.resource,
-                "decision": event.decision,
-                "cost": event.cost,
-            }
-            for event in budget_events
-        ]
+        folded: list[dict[str, Any]] = []
+        for event in budget_events:
+            entry = dict(event.details)
+            entry.pop("endpoint", None)  # the record's own resource names it
+            entry["action"] = event.action
+            entry["resource"] = event.resource
+            entry["decision"] = event.decision
+            entry["cost"] = event.cost
+            folded.append(entry)
+        details["budget"] = folded
     return AuditEvent(
         actor=f"{principal.kind}:{principal.id}" if principal is not None else "anonymous",
         action="invoke",

@@ -88,6 +88,12 @@ async def open_audit_storage(url: str) -> SqliteAuditStorage | PostgresAuditStor
 
 
 def _row(record: AuditRecord) -> tuple[Any, ...]:
+    columns = record.columns  # encoded by seal() along with the record's canonical bytes
+    if columns is None:
+        columns = (
+            orjson.dumps(list(record.policies)).decode(),
+            orjson.dumps(record.details, option=orjson.OPT_SORT_KEYS).decode(),
+        )
     return (
         record.seq,
         record.time,
@@ -95,9 +101,9 @@ def _row(record: AuditRecord) -> tuple[Any, ...]:
         record.action,
         record.resource,
         record.decision,
-        orjson.dumps(list(record.policies)).decode(),
+        columns[0],
         record.cost,
-        orjson.dumps(record.details, option=orjson.OPT_SORT_KEYS).decode(),
+        columns[1],
         record.prev_hash,
         record.hash,
     )
