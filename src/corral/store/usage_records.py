@@ -19,8 +19,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
 
@@ -39,9 +38,12 @@ _GROUP_SQL: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """One completed inference request. Column order is the table's."""
+class UsageRecord(NamedTuple):
+    """One completed inference request. Field order is the table's: a record is its row.
+
+    A named tuple rather than a frozen dataclass: the gateway builds one per request, and a
+    tuple builds in a third of the time and goes to the database as it is.
+    """
 
     at: float
     """When it ended, Unix seconds."""
@@ -84,25 +86,8 @@ class UsageRow:
         }
 
 
-_COLUMNS = (
-    "at",
-    "namespace",
-    "endpoint",
-    "request_model",
-    "served_model",
-    "principal_kind",
-    "principal_id",
-    "team",
-    "api_key",
-    "input_tokens",
-    "output_tokens",
-    "exact",
-    "cost_usd",
-    "status",
-    "stream",
-)
-_row = attrgetter(*_COLUMNS)
-"""A record as a table row (``dataclasses.astuple`` deep-copies every field: ~20 µs a record)."""
+_COLUMNS = UsageRecord._fields
+"""The table's columns, in the order of a record's fields (its row)."""
 
 
 def _group_sql(by: str) -> str:
@@ -149,9 +134,9 @@ class SqliteUsageRecords:
 
     async def append(self, records: Sequence[UsageRecord]) -> None:
         if records:
-            await asyncio.to_thread(self._append, [_row(record) for record in records])
+            await asyncio.to_thread(self._append, records)
 
-    def _append(self, rows: list[tuple[object, ...]]) -> None:
+    def _append(self, rows: Sequence[tuple[object, ...]]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -234,8 +219,7 @@ class PostgresUsageRecords:
     async def append(self, records: Sequence[UsageRecord]) -> None:
         if not records:
             return
-        rows = [_row(record) for record in records]
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        columns = [list(column) for column in zip(*records, strict=True)]
         async with self._pool.acquire() as conn:
             await conn.execute(self._insert, *columns)
 
