@@ -29,12 +29,9 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +40,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from agents.scripted_upstream import scripted_upstream
 from postgres_scratch import create_database, drop_database, run_in_own_loop
 from serving.helpers import CORRAL, endpoint, is_ready, manifest
 
@@ -63,83 +61,6 @@ TAKEOVER_DEADLINE_S = 15.0
 FINISH_DEADLINE_S = 60.0
 START_TIMEOUT_S = 90.0
 READY_LINE = re.compile(r"corral ready: roles \S+, listening at (http://\S+),")
-
-
-# -- a scripted OpenAI upstream ----------------------------------------------------------------
-
-
-@contextmanager
-def scripted_upstream() -> Iterator[str]:
-    """Chat completions that call the first offered tool until the conversation holds
-    ``TOOL_CALLS`` tool results, then answer ``counted N`` (streamed when asked to)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self._json({"object": "list", "data": [{"id": "script", "object": "model"}]})
-
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
-            messages = body.get("messages") or []
-            done = sum(1 for message in messages if message.get("role") == "tool")
-            tools = body.get("tools") or []
-            if done < TOOL_CALLS and tools:
-                call = {
-                    "index": 0,
-                    "id": f"call_{done}",
-                    "type": "function",
-                    "function": {
-                        "name": tools[0]["function"]["name"],
-                        "arguments": json.dumps({"label": f"call {done}"}),
-                    },
-                }
-                delta: dict[str, Any] = {"role": "assistant", "tool_calls": [call]}
-                finish = "tool_calls"
-            else:
-                delta = {"role": "assistant", "content": f"counted {done}"}
-                finish = "stop"
-            usage = {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
-            if not body.get("stream"):
-                choice = {"index": 0, "message": delta, "finish_reason": finish}
-                self._json({"object": "chat.completion", "choices": [choice], "usage": usage})
-                return
-            chunks = [
-                {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]},
-                {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]},
-                {"choices": [], "usage": usage},
-            ]
-            self.send_response(200)
-            self.send_header("content-type", "text/event-stream")
-            self.send_header("connection", "close")
-            self.end_headers()
-            for chunk in chunks:
-                self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
-            self.close_connection = True
-
-        def _json(self, payload: object) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="scripted-upstream", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 # -- corral processes --------------------------------------------------------------------------
@@ -308,7 +229,7 @@ def test_a_killed_agents_worker_s_sessions_finish_on_the_other_within_15_s(
     )
     started: list[Serve] = [control]
     try:
-        with scripted_upstream() as upstream:
+        with scripted_upstream(TOOL_CALLS) as upstream:
             control.start().wait_ready()
             worker_env = {
                 **env,
