@@ -324,9 +324,14 @@ class McpToolCaller:
 
     ``tool`` is ``namespace/name`` (a bare name is looked up in ``default_namespace``).
     Connections follow the Tool objects two ways: the Tool controller calls :meth:`ensure` and
-    :meth:`remove` where it runs; a process without it passes ``resolve`` (e.g.
-    ``corral.controllers.tool.store_tool_configs``), asked on a call at most every
-    ``resolve_seconds`` per Tool, so a changed spec or Secret reaches the connection.
+    :meth:`remove` where it runs; ``resolve`` (e.g. ``corral.controllers.tool.store_tool_configs``)
+    is asked on a call at most every ``resolve_seconds`` per Tool, so a changed spec or Secret
+    reaches the connection where the controller does not run (or does not lead). Both may drive
+    one caller: they build equal configs from the same objects, so neither restarts what the
+    other started, and a process with both roles runs one server per Tool.
+
+    Every connection's state changes (connected, exited, restarted) go to each listener
+    (``on_change`` and :meth:`add_listener`) with the Tool's ``namespace/name``.
     """
 
     def __init__(
@@ -341,7 +346,7 @@ class McpToolCaller:
     ) -> None:
         self._log_dir = log_dir
         self._default_namespace = default_namespace
-        self._on_change = on_change
+        self._listeners: list[Callable[[str], None]] = [on_change] if on_change else []
         self._resolve = resolve
         self._resolve_seconds = resolve_seconds
         self._resolved: dict[str, float] = {}
@@ -355,6 +360,14 @@ class McpToolCaller:
     def get(self, key: str) -> McpConnection | None:
         return self._connections.get(self._key(key))
 
+    def add_listener(self, on_change: Callable[[str], None]) -> None:
+        """Also tell ``on_change`` of every connection's state changes from now on."""
+        self._listeners.append(on_change)
+
+    def _changed(self, key: str) -> None:
+        for listener in self._listeners:
+            listener(key)
+
     async def ensure(self, config: ServerConfig) -> McpConnection:
         """The connection for ``config.key``, (re)started when the config changed."""
         current = self._connections.get(config.key)
@@ -362,9 +375,7 @@ class McpToolCaller:
             return current
         if current is not None:
             await current.close()
-        connection = McpConnection(
-            config, self._log_dir, on_change=self._on_change, **self._options
-        )
+        connection = McpConnection(config, self._log_dir, on_change=self._changed, **self._options)
         self._connections[config.key] = connection
         connection.start()
         return connection

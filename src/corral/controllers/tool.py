@@ -12,8 +12,12 @@ changes), lists the server's tools and writes what users and the agent runtime r
 - ``Ready``: connected and listed (``Listed``), or why not.
 
 The connection's own changes (a crash, a reconnect) come back through a :class:`KeyChannel`,
-so a crashed server shows in status without waiting for the resync. Connections live while
-this process leads; a deleted Tool's connection (and process) is closed.
+so a crashed server shows in status without waiting for the resync. A deleted Tool's
+connection (and process) is closed. The connections are the controller's own, living while
+this process leads, unless it is handed the process's shared ones (``tools``: the agents
+runtime's, in a process with both roles): then one server per Tool serves both the listing
+and the agents' calls, and losing leadership leaves them to their owner, whose calls still
+need them.
 """
 
 from __future__ import annotations
@@ -49,9 +53,11 @@ class ToolReconciler:
         connect_seconds: float = 2.0,
         resync_seconds: float = 60.0,
         retry_seconds: float = 5.0,
+        owns_connections: bool = True,
     ) -> None:
         self._store = store
         self._tools = tools
+        self._owns_connections = owns_connections
         self._connect_seconds = connect_seconds
         self._resync_seconds = resync_seconds
         self._retry_seconds = retry_seconds
@@ -94,8 +100,10 @@ class ToolReconciler:
         return await self._write(tool, status, self._resync_seconds)
 
     async def reset(self) -> None:
-        """Close every connection (leadership lost, shutdown): stdio servers are stopped."""
-        await self._tools.close()
+        """Leadership lost, or shutdown: close every connection (stdio servers are stopped)
+        when they are this controller's own; shared ones are their owner's to close."""
+        if self._owns_connections:
+            await self._tools.close()
 
     def _not_connected(
         self, status: dict[str, Any], reason: str, message: str, generation: int
@@ -160,10 +168,13 @@ def _secrets_of(tool: Object) -> list[str]:
     return sorted({f"{namespace}/{c.get('secretRef')}" for c in credentials if c.get("secretRef")})
 
 
-def tool_controller(manager: Manager, log_dir: Path) -> tuple[Controller, McpToolCaller]:
-    """The controller definition and the MCP connections it keeps (one per Tool).
+def tool_controller(
+    manager: Manager, log_dir: Path, *, tools: McpToolCaller | None = None
+) -> tuple[Controller, McpToolCaller]:
+    """The controller definition and the MCP connections it keeps (one per Tool): its own, or
+    ``tools``, the process's shared connections (see the module docstring).
 
-    stdio servers' stderr goes to ``log_dir/<namespace>_<name>.stderr.log``.
+    Its own stdio servers' stderr goes to ``log_dir/<namespace>_<name>.stderr.log``.
     """
     channel = KeyChannel()
 
@@ -171,7 +182,11 @@ def tool_controller(manager: Manager, log_dir: Path) -> tuple[Controller, McpToo
         namespace, _, name = qualified.partition("/")
         channel.send(ObjectKey(TOOL.kind, namespace, name))
 
-    tools = McpToolCaller(log_dir, on_change=changed)
+    owned = tools is None
+    if tools is None:
+        tools = McpToolCaller(log_dir, on_change=changed)
+    else:
+        tools.add_listener(changed)  # a no-op while the controller does not run (no receiver)
     informer = manager.informer(TOOL.kind)
     if not informer.has_index(SECRET_INDEX):
         informer.add_index(SECRET_INDEX, _secrets_of)
@@ -180,7 +195,7 @@ def tool_controller(manager: Manager, log_dir: Path) -> tuple[Controller, McpToo
         meta = secret["metadata"]
         return informer.by_index(SECRET_INDEX, f"{meta.get('namespace', '')}/{meta['name']}")
 
-    reconciler = ToolReconciler(manager.store, tools)
+    reconciler = ToolReconciler(manager.store, tools, owns_connections=owned)
     controller = Controller(
         "tools",
         for_kind=TOOL.kind,
@@ -193,9 +208,12 @@ def tool_controller(manager: Manager, log_dir: Path) -> tuple[Controller, McpToo
     return controller, tools
 
 
-def add_tools(manager: Manager, log_dir: Path) -> McpToolCaller:
-    """Add the Tool controller to ``manager``; returns its connections (a ``ToolCaller``)."""
-    controller, tools = tool_controller(manager, log_dir)
+def add_tools(
+    manager: Manager, log_dir: Path, *, tools: McpToolCaller | None = None
+) -> McpToolCaller:
+    """Add the Tool controller to ``manager``; returns its connections (a ``ToolCaller``):
+    ``tools`` when given (shared with the agents runtime), else its own."""
+    controller, tools = tool_controller(manager, log_dir, tools=tools)
     manager.add(controller)
     return tools
 

@@ -63,7 +63,7 @@ from corral.server.agents_api import (
 )
 from corral.server.agents_model import GatewayModelCaller
 from corral.server.agents_openai import agent_model_stage
-from corral.server.config import AGENTS, GATEWAY, is_postgres_url, redact_url
+from corral.server.config import AGENTS, CONTROLLERS, GATEWAY, is_postgres_url, redact_url
 from corral.server.extensions import Extension, ServerContext
 from corral.server.http import App
 from corral.store.session_journal import open_session_journal
@@ -73,6 +73,8 @@ _log = logging.getLogger("corral.agents")
 SESSIONS_URL_ENV = "CORRAL_SESSIONS_URL"
 GATEWAY_URL_ENV = "CORRAL_GATEWAY_URL"
 SQLITE_FILE = "sessions.db"
+TOOL_LOGS_DIR = "tool-logs"
+"""Under the state dir: stdio MCP servers' stderr (``corral.server.serve`` uses the same)."""
 TRUST_DOMAIN = "corral.local"
 DISCOVERY_PATH = "/v1/discovery"
 
@@ -118,10 +120,13 @@ class AgentsExtension(Extension):
         if workload is None:
             raise RuntimeError("the agents extension needs the workload-identity extension")
         if self.mcp_tools is None:
-            # Its own connections (the Tool controller closes its own when it loses leadership),
-            # Tools and Secrets read from the store when a call needs them.
+            # The process's MCP connections, Tools and Secrets read from the store when a call
+            # needs them. With the controllers role the Tool controller is handed these same
+            # connections (``shared_mcp``), so one server per Tool runs, its stderr where the
+            # controller's goes.
+            logs = context.state_dir / TOOL_LOGS_DIR
             self._own_mcp = McpToolCaller(
-                context.state_dir / "tool-logs" / "agents",
+                logs if CONTROLLERS in context.config.roles else logs / "agents",
                 resolve=store_tool_configs(context.store),
             )
             self.mcp_tools = self._own_mcp
@@ -142,6 +147,12 @@ class AgentsExtension(Extension):
         )
         self._sessions.runtime = self.runtime
         await self.runtime.start()
+
+    @property
+    def shared_mcp(self) -> McpToolCaller | None:
+        """The MCP connections this process's agents call tools through (after ``start``), for
+        the Tool controller of the same process to list through: one server per Tool."""
+        return self._own_mcp
 
     @property
     def ready(self) -> bool:
