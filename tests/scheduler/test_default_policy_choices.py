@@ -76,3 +76,15 @@ def test_equal_scores_for_a_share_go_to_the_fuller_node(seed: int, fleet_of: Fle
     fleet.allocate(Task("x", 1000, 1024, 1, GPU_MILLI), Placement(1, (0,)))
     policy = make_policy("default", PolicyContext(fleet, (), np.random.default_rng(seed)))
     assert policy.place(Task("s", 1000, 1024, 1, 500)) == Placement(1, (1,))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_equal_scores_go_to_the_node_with_the_smaller_share_of_its_gpus_free(
+    seed: int, fleet_of: FleetFactory
+) -> None:
+    # A share scores the same on a fresh GPU of either node. The 8-GPU node has more free milli
+    # (4000 against 2000) but only half of it free; the untouched 2-GPU node stays whole.
+    fleet = fleet_of((64_000, 262_144, 2, "T4"), (96_000, 393_216, 8, "T4"))
+    fleet.allocate(Task("x", 1000, 1024, 4, GPU_MILLI), Placement(1, (0, 1, 2, 3)))
+    policy = make_policy("default", PolicyContext(fleet, (), np.random.default_rng(seed)))
+    assert policy.place(Task("s", 1000, 1024, 1, 500)) == Placement(1, (4,))
