@@ -1,7 +1,8 @@
 """The sessions API refuses a bad bearer credential as the gateway does: 401, the OpenAI error
 shape (``{"error": {"message", "type", "param", "code"}}``), ``WWW-Authenticate: Bearer``, and a
 message that says what was wrong: no header, a garbled JWT, an expired one, one minted for
-another audience. A good workload token gets through.
+another audience. A good workload token gets through. The A2A endpoint and ``/v1/discovery``
+refuse in the same shape.
 
 The authentication is the agents extension's own (``bearer_authenticator``) over the real
 access feed and workload-token verifier; the runtime is the real one on a scripted model.
@@ -10,6 +11,7 @@ access feed and workload-token verifier; the runtime is the real one on a script
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
@@ -20,7 +22,9 @@ from corral.agents.runtime import AgentRuntime
 from corral.identity import KeyRing, TokenIssuer, Verifier, workload_id
 from corral.server.access_feed import AccessFeed
 from corral.server.agents_api import SessionsApi
-from corral.server.agents_extension import bearer_authenticator
+from corral.server.agents_extension import AgentsExtension, bearer_authenticator
+from corral.server.config import AGENTS
+from corral.server.extensions import ServerContext
 from corral.store.protocol import Store
 
 ISSUER = "corral:test"
@@ -121,3 +125,48 @@ async def test_a_good_token_gets_through(api: SessionsApi, issuer: TokenIssuer) 
     token = issuer.mint(CALLER, GATEWAY, 60)
     answer = await create(api, {"authorization": f"Bearer {token}"})
     assert answer.status_code == 201, answer.text
+
+
+@pytest.fixture
+def extension(issuer: TokenIssuer, clock: Clock) -> AgentsExtension:
+    """The agents extension's HTTP surface, before its runtime starts: only its refusals."""
+    workload = SimpleNamespace(
+        verifier=lambda audience: Verifier(
+            issuer.keys.jwks(), issuer=ISSUER, audience=audience, clock=clock
+        )
+    )
+    context = SimpleNamespace(config=SimpleNamespace(roles=frozenset({AGENTS})), workload=workload)
+    agents = AgentsExtension(cast(ServerContext, context))
+    access = AccessFeed(cast(Store, None), lambda token: token == "admin-token")
+    access.verifier = Verifier(issuer.keys.jwks(), issuer=ISSUER, audience=GATEWAY, clock=clock)
+    agents._access = access
+    return agents
+
+
+async def surface(agents: AgentsExtension, method: str, path: str, token: str | None) -> Any:
+    ((_prefix, app), *_rest) = agents.surface_apps()
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://corral") as client:
+        return await client.request(method, path, headers=headers, json={})
+
+
+async def test_a2a_and_discovery_refuse_in_the_same_shape(
+    extension: AgentsExtension, issuer: TokenIssuer, clock: Clock
+) -> None:
+    a2a = "/v1/agents/default/helper/a2a"
+    missing = refusal(await surface(extension, "POST", a2a, None))
+    assert missing.startswith("missing workload token")
+    for_the_gateway = issuer.mint(CALLER, GATEWAY, 60)
+    wrong = refusal(await surface(extension, "POST", a2a, for_the_gateway))
+    assert wrong.startswith("invalid workload token (audience): ")
+    expiring = issuer.mint(CALLER, "spiffe://corral.local/ns/default/agent/helper", 60)
+    clock.now += 3600
+    assert refusal(await surface(extension, "POST", a2a, expiring)).startswith(
+        "invalid workload token (expired): "
+    )
+    garbled = refusal(await surface(extension, "GET", "/v1/discovery", "not.a.jwt"))
+    assert garbled.startswith("invalid workload token (malformed): ")
+    starting = await surface(extension, "GET", "/v1/discovery", "admin-token")
+    assert starting.status_code == 503
+    assert starting.json()["error"]["code"] == "not_ready"
