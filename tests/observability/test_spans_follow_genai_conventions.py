@@ -103,6 +103,22 @@ def test_call_info_reads_the_openai_request_body() -> None:
         True,
     )
     assert info.input == [{"role": "user", "content": "hi"}]
+    # The same value as the checking constructor builds, and as immutable.
+    assert info == CallInfo(
+        operation="chat",
+        endpoint="chat",
+        team="search",
+        request_model="chat",
+        provider="vllm",
+        stream=True,
+        max_tokens=100,
+        temperature=1.0,
+        input=[{"role": "user", "content": "hi"}],
+    )
+    with pytest.raises(AttributeError):
+        info.team = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"CallInfo.operation: .* got 'chat_completion'"):
+        CallInfo.from_request("chat_completion", {}, endpoint="e", team="t", provider="openai")
 
 
 def test_call_info_refuses_an_unknown_operation() -> None:

@@ -93,8 +93,10 @@ class Recorder:
             batch: list[FinishedCall] = []
             while self._queue:
                 batch.append(self._queue.popleft())
+            # Without spans or GenAI metrics to build the calls only go to the trace database.
+            recorded = batch if self._pipeline.enabled else ()
             slice_started = time.perf_counter()
-            for call in batch:
+            for call in recorded:
                 try:
                     self._record(call)
                 except Exception:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 import orjson
 from opentelemetry.context import get_current
@@ -29,10 +28,7 @@ if TYPE_CHECKING:
 OPERATIONS = frozenset({"chat", "text_completion", "embeddings"})
 
 
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """What the gateway knows about a request when it starts it."""
-
+class _CallInfoFields(NamedTuple):
     operation: str
     """``chat``, ``text_completion`` or ``embeddings`` (the GenAI operation name)."""
     endpoint: str
@@ -48,11 +44,48 @@ class CallInfo:
     input: Any = None
     """The prompt as sent (messages, prompt or input); recorded only with content capture."""
 
-    def __post_init__(self) -> None:
-        if self.operation not in OPERATIONS:
-            raise ValueError(
-                f"CallInfo.operation: must be one of {sorted(OPERATIONS)}, got {self.operation!r}"
-            )
+
+class CallInfo(_CallInfoFields):
+    """What the gateway knows about a request when it starts it.
+
+    An immutable named tuple whose construction checks the operation: the gateway builds one
+    per request, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` a field)
+    took three times as long.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        operation: str,
+        endpoint: str,
+        team: str,
+        request_model: str,
+        provider: str,
+        server_address: str | None = None,
+        policy: str | None = None,
+        stream: bool = False,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        input: Any = None,
+    ) -> CallInfo:
+        _check_operation(operation)
+        return tuple.__new__(
+            cls,
+            (
+                operation,
+                endpoint,
+                team,
+                request_model,
+                provider,
+                server_address,
+                policy,
+                stream,
+                max_tokens,
+                temperature,
+                input,
+            ),
+        )
 
     @classmethod
     def from_request(
@@ -67,21 +100,34 @@ class CallInfo:
         policy: str | None = None,
     ) -> CallInfo:
         """Read model, sampling limits, streaming and the prompt from an OpenAI request body."""
-        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
-        temperature = payload.get("temperature")
-        prompt = payload.get("messages", payload.get("prompt", payload.get("input")))
-        return cls(
-            operation=operation,
-            endpoint=endpoint,
-            team=team,
-            request_model=str(payload.get("model", "")),
-            provider=provider,
-            server_address=server_address,
-            policy=policy,
-            stream=payload.get("stream") is True,
-            max_tokens=max_tokens if _is_int(max_tokens) else None,
-            temperature=float(temperature) if _is_number(temperature) else None,
-            input=prompt,
+        _check_operation(operation)
+        get = payload.get
+        max_tokens = get("max_completion_tokens", get("max_tokens"))
+        temperature = get("temperature")
+        prompt = get("messages", get("prompt", get("input")))
+        # In field order, past the checking __new__ (the operation was checked above).
+        return tuple.__new__(
+            cls,
+            (
+                operation,
+                endpoint,
+                team,
+                str(get("model", "")),  # request_model
+                provider,
+                server_address,
+                policy,
+                get("stream") is True,
+                max_tokens if _is_int(max_tokens) else None,
+                float(temperature) if _is_number(temperature) else None,
+                prompt,  # input
+            ),
+        )
+
+
+def _check_operation(operation: str) -> None:
+    if operation not in OPERATIONS:
+        raise ValueError(
+            f"CallInfo.operation: must be one of {sorted(OPERATIONS)}, got {operation!r}"
         )
 
 
@@ -184,39 +230,46 @@ class RequestTelemetry:
         )
         telemetry = self._telemetry
         info = self.info
-        input_content, output_content = self._content()
+        input_content, output_content = (
+            (None, None) if self._output_parts is None else self._content()
+        )
+        # An empty context (the usual case: no server span around the gateway) holds no span.
         parent_span = (
-            INVALID_SPAN_CONTEXT
-            if self._parent is None
-            else get_current_span(self._parent).get_span_context()
+            get_current_span(self._parent).get_span_context()
+            if self._parent
+            else INVALID_SPAN_CONTEXT
         )
         root = not parent_span.is_valid
         trace_id = f"{_new_trace_id() if root else parent_span.trace_id:032x}"
-        # Positional, in field order: a third of the time the keyword form takes.
-        record = TraceRecord(
-            trace_id,
-            self._start_wall_ns / 1e9,  # started_at
-            duration_ns / 1e9,  # duration_s
-            ttfc_s,
-            info.operation,
-            info.endpoint,
-            info.team,
-            self._policy,
-            info.provider,
-            info.request_model,
-            self._response_model,
-            self._server_address,
-            info.stream,
-            info.max_tokens,
-            info.temperature,
-            self._input_tokens,
-            self._output_tokens,
-            self._finish_reasons,
-            self._cost_usd,
-            status,
-            error,
-            input_content,
-            output_content,
+        # The tuple in field order, past the named tuple's generated __new__ (a Python-level
+        # call with 23 arguments): a quarter of the time the keyword form takes.
+        record: TraceRecord = tuple.__new__(
+            TraceRecord,
+            (
+                trace_id,
+                self._start_wall_ns / 1e9,  # started_at
+                duration_ns / 1e9,  # duration_s
+                ttfc_s,
+                info.operation,
+                info.endpoint,
+                info.team,
+                self._policy,
+                info.provider,
+                info.request_model,
+                self._response_model,
+                self._server_address,
+                info.stream,
+                info.max_tokens,
+                info.temperature,
+                self._input_tokens,
+                self._output_tokens,
+                self._finish_reasons,
+                self._cost_usd,
+                status,
+                error,
+                input_content,
+                output_content,
+            ),
         )
         telemetry.store.append(record)
         if telemetry.metrics is not None:
@@ -232,7 +285,9 @@ class RequestTelemetry:
             )
         if telemetry.recorder is not None:
             telemetry.recorder.submit(
-                FinishedCall(record, self._start_wall_ns, duration_ns, self._parent, root)
+                tuple.__new__(
+                    FinishedCall, (record, self._start_wall_ns, duration_ns, self._parent, root)
+                )
             )
         return record
 

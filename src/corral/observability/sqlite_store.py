@@ -72,6 +72,8 @@ class SqliteTraceStore:
     def write(self, records: Sequence[TraceRecord]) -> None:
         if not records:
             return
+        fields = TraceRecord._fields
+        # ``to_dict`` without its list copy: orjson writes a tuple (finish_reasons) as a list.
         rows = [
             (
                 r.trace_id,
@@ -80,7 +82,7 @@ class SqliteTraceStore:
                 r.team,
                 r.status,
                 int(r.failed),
-                orjson.dumps(r.to_dict()),
+                orjson.dumps(dict(zip(fields, r, strict=True))),
             )
             for r in records
         ]
