@@ -40,10 +40,12 @@ class Deadlines:
         self._ticker: asyncio.Task[None] | None = None
         self._next = 0
 
-    def arm(self, seconds: float) -> asyncio.Task[Any]:
-        task = asyncio.current_task()
+    def arm(self, seconds: float, task: asyncio.Task[Any] | None = None) -> asyncio.Task[Any]:
+        """Cancel ``task`` (the current one when not given) once ``seconds`` have passed."""
         if task is None:
-            raise RuntimeError("activities run in a task")
+            task = asyncio.current_task()
+            if task is None:
+                raise RuntimeError("activities run in a task")
         bucket = int((time.monotonic() + seconds) / self._resolution) + 1
         self._bucket_of[task] = bucket
         members = self._buckets.get(bucket)
@@ -107,17 +109,19 @@ async def call_model(
     seconds: float,
     deadlines: Deadlines | None = None,
     on_delta: Callable[[dict[str, Any]], None] | None = None,
+    task: asyncio.Task[Any] | None = None,
 ) -> dict[str, Any]:
     """``{"message": {"content", "tool_calls"?}, "usage": {...}}`` of one chat completion.
 
-    The runtime passes its :class:`Deadlines`; without one the call arms its own timer."""
+    The runtime passes its :class:`Deadlines` (and ``task``, the session's task this runs in,
+    which saves looking it up); without deadlines the call arms its own timer."""
     if deadlines is None:
         try:
             async with asyncio.timeout(seconds):
                 return await _model_call(model, request, token, on_delta)
         except TimeoutError:
             raise _model_timeout(seconds) from None
-    task = deadlines.arm(seconds)
+    task = deadlines.arm(seconds, task)
     try:
         return await _model_call(model, request, token, on_delta)
     except asyncio.CancelledError:
@@ -136,7 +140,7 @@ async def _model_call(
 ) -> dict[str, Any]:
     try:
         response = await model(request, token)
-        if isinstance(response, Mapping):
+        if type(response) is dict or isinstance(response, Mapping):  # see _is_mapping
             return _from_response(response)
         return await _from_stream(response, on_delta)
     except (ActivityError, asyncio.CancelledError):
@@ -153,12 +157,12 @@ def _model_timeout(seconds: float) -> ActivityError:
 
 def _from_response(response: Mapping[str, Any]) -> dict[str, Any]:
     choices = response.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+    if not isinstance(choices, list) or not choices or not _is_mapping(choices[0]):
         raise ActivityError(
             "bad_model_response", "the model's response has no choices[0]", retryable=True
         )
     message = choices[0].get("message")
-    if not isinstance(message, Mapping):
+    if not _is_mapping(message):
         raise ActivityError(
             "bad_model_response", "the model's choices[0] has no message", retryable=True
         )
@@ -202,14 +206,18 @@ async def _from_stream(
     return {"message": message, "usage": _usage(usage)}
 
 
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
+_NUMBER = (int, float)  # a tuple: ``int | float`` in the loop would build a union each time
+
+
 def _usage(usage: Any) -> dict[str, Any]:
-    if not isinstance(usage, Mapping):
+    if not _is_mapping(usage):
         return {}
-    out = {
-        key: usage[key]
-        for key in ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
-        if isinstance(usage.get(key), int | float)
-    }
+    out: dict[str, Any] = {}
+    for key in _USAGE_KEYS:
+        value = usage.get(key)
+        if isinstance(value, _NUMBER):
+            out[key] = value
     if "total_tokens" not in out and ("prompt_tokens" in out or "completion_tokens" in out):
         out["total_tokens"] = out.get("prompt_tokens", 0) + out.get("completion_tokens", 0)
     return out
@@ -222,15 +230,17 @@ async def call_tool(
     idempotency_key: str,
     token: str,
     deadlines: Deadlines | None = None,
+    task: asyncio.Task[Any] | None = None,
 ) -> dict[str, Any]:
-    """``{"content": str}`` (plus ``"error": True`` when the tool reported an error)."""
+    """``{"content": str}`` (plus ``"error": True`` when the tool reported an error); ``task``
+    as for :func:`call_model`."""
     if deadlines is None:
         try:
             async with asyncio.timeout(binding.timeout_seconds):
                 return await _tool_call(tools, binding, arguments, idempotency_key, token)
         except TimeoutError:
             raise _tool_timeout(binding) from None
-    task = deadlines.arm(binding.timeout_seconds)
+    task = deadlines.arm(binding.timeout_seconds, task)
     try:
         return await _tool_call(tools, binding, arguments, idempotency_key, token)
     except asyncio.CancelledError:
@@ -270,7 +280,7 @@ def tool_result(function: str, result: Any) -> dict[str, Any]:
     """The journaled form of an MCP tool result (or plain text); malformed ones are errors."""
     if isinstance(result, str):
         return {"content": result[:MAX_TOOL_RESULT]}
-    if not isinstance(result, Mapping):
+    if not _is_mapping(result):
         raise ActivityError(
             "malformed_tool_result",
             f"tool {function} answered {type(result).__name__}, not an MCP result or text",
@@ -280,7 +290,7 @@ def tool_result(function: str, result: Any) -> dict[str, Any]:
     if content is not None and not isinstance(content, list):
         raise ActivityError("malformed_tool_result", f"tool {function}: content is not a list")
     for item in content or ():
-        if not isinstance(item, Mapping) or not isinstance(item.get("type"), str):
+        if not _is_mapping(item) or not isinstance(item.get("type"), str):
             raise ActivityError(
                 "malformed_tool_result", f"tool {function}: a content item has no type"
             )
@@ -301,6 +311,12 @@ def tool_result(function: str, result: Any) -> dict[str, Any]:
     if result.get("isError"):
         out["error"] = True
     return out
+
+
+def _is_mapping(value: object) -> bool:
+    """``isinstance(value, Mapping)``, with plain dicts (nearly every answer) found without the
+    abstract-class check, which costs several times more."""
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _describe(error: BaseException) -> str:

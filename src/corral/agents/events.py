@@ -5,6 +5,10 @@ payload) in the session journal store, and the orchestration (:mod:`corral.agent
 decides the next step from these entries alone. Payload keys are short because a dormant
 session's rows must stay small (the issue budgets 2 KB a session).
 
+Entries are slots dataclasses, not frozen ones: a frozen dataclass's ``__init__`` sets each
+field through ``object.__setattr__`` (several times the cost of a plain store), and a session
+makes a dozen entries a turn. Nothing changes an entry once it is made.
+
 ``step`` numbers activities (model and tool calls) from 1 in the order they are scheduled; the
 idempotency key of step ``n`` is ``f"{session_id}:{n}"``. A tool call that needs approval gets
 its step number when the approval is requested, and keeps it.
@@ -42,7 +46,7 @@ def idempotency_key(session_id: str, step: int) -> str:
     return f"{session_id}:{step}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionCreated:
     kind = "session_created"
     namespace: str
@@ -53,13 +57,13 @@ class SessionCreated:
     actors: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserMessage:
     kind = "user_message"
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActivityScheduled:
     """An activity about to run. For tools: which function, with which arguments, for which
     model tool-call id. ``attempt`` counts retries (after a crash or a retryable failure)."""
@@ -74,7 +78,7 @@ class ActivityScheduled:
     attempt: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActivityCompleted:
     """Model: ``{"message": {...}, "usage": {...}}``. Tool: ``{"content": str, "error": bool}``."""
 
@@ -83,7 +87,7 @@ class ActivityCompleted:
     result: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActivityFailed:
     """``retryable`` failures are scheduled again (model calls, up to a few attempts); others
     are final for the step (a tool's failure goes back to the model as a tool error)."""
@@ -96,7 +100,7 @@ class ActivityFailed:
     attempt: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApprovalRequested:
     kind = "approval_requested"
     step: int
@@ -106,7 +110,7 @@ class ApprovalRequested:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ApprovalDecided:
     kind = "approval_decided"
     step: int
@@ -115,13 +119,13 @@ class ApprovalDecided:
     by: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Final:
     kind = "final"
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Error:
     """A visible problem the session survived or ended with (bad tool call, bad result…)."""
 
@@ -134,7 +138,7 @@ class Error:
     result, so the model can correct itself)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Terminated:
     """The session ended ``failed`` or ``terminated`` (limits, a person, a fatal error)."""
 
@@ -143,7 +147,7 @@ class Terminated:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expired:
     kind = "expired"
     reason: str

@@ -36,6 +36,23 @@ from corral.agents.events import (
 
 MODEL_ATTEMPTS = 3
 """A model call that fails with a retryable error is tried this many times in all."""
+DEFAULT_LIMITS = Limits()
+_LIMITS: dict[tuple[Any, ...], Limits] = {}
+"""Limits by their journaled form: sessions of one agent share one (frozen) object, and the
+fold of a creation skips building and checking it again."""
+
+
+def _limits(value: dict[str, Any]) -> Limits:
+    try:  # with the types: 1 and 1.0 (and True) are one key otherwise
+        key = tuple((name, type(item), item) for name, item in value.items())
+        limits = _LIMITS.get(key)
+    except TypeError:  # not scalars: not from Limits.to_json; from_json says what is wrong
+        return Limits.from_json(value)
+    if limits is None:
+        if len(_LIMITS) >= 1_000:  # many distinct limits (agents edited often): start afresh
+            _LIMITS.clear()
+        limits = _LIMITS[key] = Limits.from_json(value)
+    return limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +73,7 @@ class SessionState:
     agent: str = ""
     user: str | None = None
     actors: tuple[str, ...] = ()
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default=DEFAULT_LIMITS)  # frozen: one shared object will do
     memory: str = "conversation"
     created: float = 0.0
     seq: int = 0
@@ -94,7 +111,7 @@ def fold(state: SessionState, event: Event, seq: int, created: float) -> None:
         case SessionCreated():
             state.namespace, state.agent = event.namespace, event.agent
             state.user, state.actors = event.user, event.actors
-            state.limits = Limits.from_json(event.limits)
+            state.limits = _limits(event.limits)
             state.memory = event.memory
             state.created = created
             state.state = "waiting_input"

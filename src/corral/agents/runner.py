@@ -75,10 +75,17 @@ class Live:
     """The task ended with the session's state change written (not cancelled, not lost)."""
     deferred: list[tuple[str, int, str, bytes, float]] | None = None
     """Rows folded but not yet queued: they travel with the next write (see ``append``)."""
+    _info: tuple[SessionState, SessionInfo] | None = None
 
     def info(self) -> SessionInfo:
+        """Who the session is; built once per state object (who does not change in a run)."""
+        cached = self._info
         s = self.state
-        return SessionInfo(s.id, s.namespace, s.agent, s.user, s.actors)
+        if cached is not None and cached[0] is s:
+            return cached[1]
+        info = SessionInfo(s.id, s.namespace, s.agent, s.user, s.actors)
+        self._info = (s, info)
+        return info
 
 
 class _Lost(Exception):
@@ -398,6 +405,9 @@ class Runner:
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            if is_conflict(error):  # a hot-path write awaited without _write: the same as _Lost
+                log.warning("%s; stopping here", error)
+                return
             log.exception("session %s failed in the runtime", s.id)
             with contextlib.suppress(Exception):
                 await self._write(live, [Terminated("failed", f"runtime error: {error!r}")])
@@ -479,6 +489,7 @@ class Runner:
                 seconds=max(remaining, 0.001),
                 deadlines=self._deadlines,
                 on_delta=on_delta,
+                task=live.task,
             )
         except ActivityError as error:
             await self._write(
@@ -490,7 +501,7 @@ class Runner:
         if not result["message"].get("tool_calls"):
             # An answer: decide() would say Finish next; it goes in the same write.
             events.append(Final(str(result["message"].get("content") or "")))
-        await self._write(live, events)
+        await self.append(live, events)  # a conflict: _run stops the session (as _write would)
 
     async def _run_tool(self, live: Live, config: AgentConfig, run: RunTool) -> None:
         s = live.state
@@ -523,11 +534,12 @@ class Runner:
                 key,
                 self._tokens.tool_token(live.info(), config, binding.tool),
                 self._deadlines,
+                live.task,
             )
         except ActivityError as error:
             await self._write(live, [ActivityFailed(run.step, error.code, error.message)])
             return
-        await self._write(live, [ActivityCompleted(run.step, result)])
+        await self.append(live, [ActivityCompleted(run.step, result)])  # conflicts: see _run
 
     async def _check_tool(self, live: Live, config: AgentConfig, check: CheckTool) -> None:
         call = check.call

@@ -14,7 +14,6 @@ and how a passivated session's timeout (approval, max duration) is acted on.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -415,16 +414,28 @@ def _summary(row: StoredSession) -> SessionSummary:
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
+_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
+_MILLIS_MASK = (1 << 45) - 1
 
 
 def new_session_id(now: float) -> str:
     """17 characters that sort by creation time (ms, Crockford base32) and then at random
     (40 bits), so listing newest-first is a keyset scan of the primary key."""
-    millis = int(now * 1000)
-    head = "".join(_CROCKFORD[(millis >> (5 * i)) & 31] for i in range(8, -1, -1))
-    tail = base64.b32encode(secrets.token_bytes(5)).decode().translate(_B32)
-    return head + tail
+    # The 85 bits (45 of milliseconds, 40 random) as one number, written 10 bits (two
+    # characters) a lookup: a few times cheaper than a character at a time or base64.b32encode.
+    bits = ((int(now * 1000) & _MILLIS_MASK) << 40) | int.from_bytes(secrets.token_bytes(5))
+    pairs = _PAIRS
+    return (
+        _CROCKFORD[bits >> 80]
+        + pairs[(bits >> 70) & 1023]
+        + pairs[(bits >> 60) & 1023]
+        + pairs[(bits >> 50) & 1023]
+        + pairs[(bits >> 40) & 1023]
+        + pairs[(bits >> 30) & 1023]
+        + pairs[(bits >> 20) & 1023]
+        + pairs[(bits >> 10) & 1023]
+        + pairs[bits & 1023]
+    )
 
 
 __all__ = ["AgentRuntime", "SessionSummary", "SessionView", "StreamEvent", "new_session_id"]

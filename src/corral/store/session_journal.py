@@ -103,10 +103,12 @@ class GroupCommitter:
     def __init__(self, write: BatchWriter, *, max_batch: int = 4_096) -> None:
         self._write = write
         self._max_batch = max_batch
+        self.loop = asyncio.get_running_loop()
+        """The loop the writer runs on: appends make their futures here (one lookup fewer)."""
         self._queue: list[Append] = []
         self._wake = asyncio.Event()
         self._closed = False
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="journal-writer")
+        self._task = self.loop.create_task(self._run(), name="journal-writer")
         self.batches = 0
         self.appends = 0
 
@@ -176,6 +178,7 @@ def creation(
     summary: bytes,
     wake_at: float | None,
     now: float,
+    future: Callable[[], asyncio.Future[None]],
 ) -> Append:
     """The queued append that creates a session (both backends group-commit creations)."""
     last_seq = events[-1][1] if events else 0
@@ -183,8 +186,7 @@ def creation(
     row = SessionRow(
         session_id, namespace, agent, state, owner, lease, wake_at, now, now, last_seq, summary
     )
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    return Append(session_id, events, None, None, None, None, False, (), 0.0, future, row)
+    return Append(session_id, events, None, None, None, None, False, (), 0.0, future(), row)
 
 
 def check_page_size(limit: int) -> int:
@@ -250,6 +252,7 @@ class GroupCommittedJournal:
                 summary=summary,
                 wake_at=wake_at,
                 now=now,
+                future=self._committer.loop.create_future,
             )
         )
 
@@ -266,8 +269,8 @@ class GroupCommittedJournal:
         claim: Sequence[str] = (),
         lease_seconds: float = 0.0,
     ) -> Awaitable[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        return self._committer.submit(
+        committer = self._committer
+        return committer.submit(
             Append(
                 session_id,
                 events,
@@ -278,6 +281,6 @@ class GroupCommittedJournal:
                 release,
                 claim,
                 lease_seconds,
-                future,
+                committer.loop.create_future(),
             )
         )

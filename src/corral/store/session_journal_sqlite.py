@@ -125,13 +125,15 @@ class SqliteSessionJournal(GroupCommittedJournal):
         item: Append,
         now: float,
         leases: MutableMapping[str, str | None],
+        creates: list[SessionRow] | None = None,
     ) -> bool:
         """The session-row half of one append; False when the lease or claim does not hold.
 
         Lease changes go to ``leases`` (this commit's view), merged into ``_owners`` once it
         commits. The fence is a dictionary lookup, not a statement: only this process writes
         the file, so ``_owners`` is exact, and a plain step (no state change) costs one
-        event-row insert.
+        event-row insert. ``creates``: session rows of this batch not inserted yet (they are
+        inserted, and the list emptied, before a statement that may update one of them).
         """
         sid = item.session_id
         if item.create is not None:
@@ -140,6 +142,7 @@ class SqliteSessionJournal(GroupCommittedJournal):
                 leases[sid] = item.create.owner
             return True
         if item.claim:
+            _insert_sessions(db, creates)
             marks = ", ".join("?" * len(item.claim))
             cursor = db.execute(
                 f"UPDATE agent_sessions SET owner = ?, lease_expires = ?, updated = ?, "
@@ -172,6 +175,7 @@ class SqliteSessionJournal(GroupCommittedJournal):
             and not item.release
         ):
             return True
+        _insert_sessions(db, creates)
         cursor = db.execute(
             _UPDATE,
             (
@@ -205,13 +209,21 @@ class SqliteSessionJournal(GroupCommittedJournal):
         db.execute("BEGIN IMMEDIATE")
         try:
             events: list[NewEvent] = []
+            creates: list[SessionRow] = []
             lost: set[str] = set()
             for index, item in enumerate(batch):
-                if item.session_id in lost or not self._apply(db, item, now, leases):
+                create = item.create
+                if create is not None and item.session_id not in lost:
+                    # New rows go in with one statement, before any update that may touch them.
+                    creates.append(create)
+                    if create.owner is not None:
+                        leases[item.session_id] = create.owner
+                elif item.session_id in lost or not self._apply(db, item, now, leases, creates):
                     lost.add(item.session_id)
                     outcomes[index] = _lost(item)
                     continue
                 events.extend(item.events)
+            _insert_sessions(db, creates)
             db.executemany(_INSERT_EVENT, events)
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
@@ -403,6 +415,13 @@ class SqliteSessionJournal(GroupCommittedJournal):
         self._reader.close()
         self._thread.shutdown(wait=True)
         self._lock.release()
+
+
+def _insert_sessions(db: sqlite3.Connection, creates: list[SessionRow] | None) -> None:
+    """Insert the batch's new session rows not inserted yet (then none are left)."""
+    if creates:
+        db.executemany(_INSERT_SESSION, creates)
+        creates.clear()
 
 
 def _taken(item: Append) -> SessionConflict:
