@@ -259,7 +259,10 @@ async def _run_roles_with(
             manager.add(GarbageCollector(manager))
             devices = ReplicaDevices(store, device_predicate, local_node=this_node_name())
             supervisor = add_model_serving(manager, state_dir, devices=devices)
-            add_tools(manager, state_dir / TOOL_LOGS_DIR)
+            # One MCP server per Tool: the controller lists through the agents' connections.
+            agents = next((e for e in extensions if isinstance(e, AgentsExtension)), None)
+            shared = agents.shared_mcp if agents is not None else None
+            add_tools(manager, state_dir / TOOL_LOGS_DIR, tools=shared)
             manager.add(resourceclaim_controller(manager, device_predicate))
             if registration_enabled():
                 workers[_NODE] = asyncio.create_task(keep_this_node_registered(store, stop))
