@@ -20,6 +20,7 @@ journaled (the completed model message is).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 from typing import Any, Literal
 
@@ -195,14 +196,38 @@ _SPECS: dict[str, tuple[tuple[str, Any], ...]] = {
 }
 
 
+def _entry_encoder(kind: str) -> Callable[[Any], tuple[str, bytes]]:
+    """The encoder of one kind of entry, generated as dataclasses generate ``__init__``: fields
+    read as attributes, not ``getattr`` by name in a loop (twice as fast; every journaled entry
+    goes through one). Fields without a default are always written; the others only when they
+    differ from it (``is not``, then ``!=``), in field order, exactly as a loop would."""
+    namespace: dict[str, Any] = {"dumps": orjson.dumps}
+    required = [name for name, default in _SPECS[kind] if default is _MISSING]
+    lines = [
+        "def encode_entry(entry):",
+        "    payload = {" + ", ".join(f"{name!r}: entry.{name}" for name in required) + "}",
+    ]
+    for name, default in _SPECS[kind]:
+        if default is _MISSING:
+            continue
+        namespace[f"default_{name}"] = default
+        lines += [
+            f"    value = entry.{name}",
+            f"    if value is not default_{name} and value != default_{name}:",
+            f"        payload[{name!r}] = value",
+        ]
+    lines.append(f"    return {kind!r}, dumps(payload)")
+    exec("\n".join(lines), namespace)  # the source is built above from field names only
+    encoder: Callable[[Any], tuple[str, bytes]] = namespace["encode_entry"]
+    return encoder
+
+
+_ENCODERS = {kind: _entry_encoder(kind) for kind in _TYPES}
+
+
 def encode(event: Event) -> tuple[str, bytes]:
     """(kind, payload): fields at their default values are left out, to keep rows small."""
-    payload = {}
-    for name, default in _SPECS[event.kind]:
-        value = getattr(event, name)
-        if value is not default and value != default:
-            payload[name] = value
-    return event.kind, orjson.dumps(payload)
+    return _ENCODERS[event.kind](event)
 
 
 def decode(kind: str, payload: bytes) -> Event:
