@@ -11,7 +11,7 @@ per request) was about a sixth of a saturated gateway's CPU. What this server do
 - the response head is held until the first body message and written with it (one ``send``
   system call for a whole answer); a head the app sends alone is written on the next loop
   turn anyway, so a watch or event stream still opens at once;
-- idle keep-alive connections (5 s) and request heads that never finish (slow-loris, 30 s,
+- idle keep-alive connections (75 s) and request heads that never finish (slow-loris, 30 s,
   answered 408) are swept once a second instead of by a timer per request;
 - ``X-Forwarded-For``/``-Proto`` believed only from a loopback peer (a local reverse proxy), the
   rightmost untrusted address becoming the client, as uvicorn did by default;
@@ -46,8 +46,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-KEEP_ALIVE_TIMEOUT_S = 5.0
-"""An idle keep-alive connection is closed after this long (most clients reuse sooner)."""
+KEEP_ALIVE_TIMEOUT_S = 75.0
+"""An idle keep-alive connection is closed after this long. Longer than the idle expiry of
+common clients (httpx and the openai client: 5 s) and load balancers (60 s), so the client side
+closes first: a server that closes first races a request sent on the closing connection, and
+the client sees a reset (a 502 behind a load balancer). nginx uses the same 75 s."""
 HEAD_TIMEOUT_S = 30.0
 """A request head (request line and headers) must be complete this long after it started."""
 MAX_HEAD_BYTES = 64 * 1024
