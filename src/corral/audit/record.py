@@ -118,14 +118,25 @@ JSON round trip (the gateway's request record nests two levels: its folded budge
 
 def _plain_copy(details: Mapping[str, Any], depth: int = 0) -> dict[str, Any] | None:
     """A copy of ``details`` (nested objects and lists copied too) when every value is for sure
-    unchanged by a JSON round trip: plain scalars, and objects with string keys and lists made
-    of the same; None otherwise (the caller takes the thorough path). Copying as it checks,
-    the record never shares a mutable value with its caller, as after a round trip."""
+    unchanged by a JSON round trip: plain scalars (see ``_plain_scalar``, whose tests are
+    inlined here: this runs for every request's record), and objects with string keys and
+    lists made of the same; None otherwise (the caller takes the thorough path). Copying as it
+    checks, the record never shares a mutable value with its caller, as after a round trip."""
     copy: dict[str, Any] = {}
     for key, value in details.items():
         if type(key) is not str:
             return None
-        if not _plain_scalar(value):
+        kind = type(value)
+        if kind is str:
+            if not value.isascii():
+                return None
+        elif kind is float:
+            if value - value != 0.0:  # inf - inf and nan - nan are nan
+                return None
+        elif kind is int:
+            if value not in _JSON_INTEGERS:
+                return None
+        elif value is not None and kind is not bool:
             value = _plain_nested(value, depth)
             if value is None:
                 return None
