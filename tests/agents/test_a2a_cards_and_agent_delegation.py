@@ -96,6 +96,7 @@ class FixedSessions:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str | None, Delegation]] = []
+        self.message_ids: list[str | None] = []
 
     async def send(
         self,
@@ -105,7 +106,9 @@ class FixedSessions:
         *,
         session_id: str | None,
         delegation: Delegation,
+        message_id: str | None = None,
     ) -> A2ATurn:
+        self.message_ids.append(message_id)
         self.calls.append((namespace, agent, text, session_id, delegation))
         return A2ATurn(session_id or "sess-1", len(self.calls), "waiting_input", text[::-1])
 
@@ -338,6 +341,7 @@ async def test_agent_tool_calls_are_checked_before_anything_is_sent() -> None:
     assert orjson.loads(answer["content"][0]["text"])["answer"] == "ih"
     assert sessions.calls[-1][:3] == ("research", "planner", "hi")
     assert sessions.calls[-1][4] == Delegation("alice", (HELPER,))
+    assert sessions.message_ids == ["s1:3"]  # the idempotency key travels as the messageId
     bad = [
         ("send_message", {}, token, "arguments.message"),
         ("send_message", {"message": "x", "context": 3}, token, "arguments.context"),

@@ -11,6 +11,9 @@ One A2A *context* is one corral session; each message is a *task*, ``<session id
 A message with a ``contextId`` (or a ``taskId`` of that session) continues the session; one
 without starts a new session whose delegation comes from the caller's token
 (``corral.agents.authority.delegation_of``), so the callee's own tokens carry the whole chain.
+Starting is idempotent on the ``messageId``: the same caller sending the same message id again
+(a calling agent's tool step retried after a crash sends its idempotency key) gets the session
+the first one started and its first turn's answer, not a second session.
 """
 
 from __future__ import annotations
@@ -154,6 +157,7 @@ class A2ASessions(Protocol):
         *,
         session_id: str | None,
         delegation: Delegation,
+        message_id: str | None = None,
     ) -> A2ATurn: ...
 
 
@@ -203,7 +207,12 @@ class A2AEndpoint:
         try:
             delegation = delegation_of(caller)
             turn = await self._sessions.send(
-                namespace, name, text, session_id=session_id, delegation=delegation
+                namespace,
+                name,
+                text,
+                session_id=session_id,
+                delegation=delegation,
+                message_id=message.message_id or None,
             )
         except UnknownAgent:
             raise _RpcError(INVALID_PARAMS, f"no agent {namespace}/{name}") from None

@@ -10,10 +10,15 @@ The calling session's token (``SessionCredentials.tool_token``, audience = the c
 id) is verified exactly as the HTTP route does, and the callee's session inherits the chain
 from it: a session of ``research/planner`` started by ``default/helper`` for alice presents
 ``sub = alice, act = {planner, act: {helper}}`` on its own calls.
+
+The call's idempotency key is the A2A ``messageId``, and a new session's id is derived from it
+and the caller (:func:`idempotent_session_id`): a tool step retried after a crash reaches the
+session its first attempt started (and waits for that turn) instead of starting another.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -23,7 +28,7 @@ import orjson
 from corral.agents.a2a import A2AEndpoint, A2ATurn
 from corral.agents.authority import AGENT_TOOL_PREFIX, Delegation
 from corral.agents.config import ToolBinding
-from corral.agents.errors import UnknownSession
+from corral.agents.errors import SessionExists, UnknownSession
 from corral.agents.runtime import AgentRuntime
 from corral.agents.seams import ToolCaller
 from corral.identity import Principal
@@ -32,6 +37,9 @@ from corral.identity.principal import workload_namespace
 
 SEND_MESSAGE = "send_message"
 """The one function an agent tool has: ``{"message": str, "context"?: str}``."""
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+"""Session ids' alphabet (``corral.agents.runtime.new_session_id``)."""
+_SESSION_ID_LENGTH, _TIME_CHARS = 17, 9
 
 
 def agent_tool_binding(
@@ -77,30 +85,78 @@ class RuntimeSessions:
         *,
         session_id: str | None,
         delegation: Delegation,
+        message_id: str | None = None,
     ) -> A2ATurn:
         runtime = self.runtime
         if runtime is None:
             raise RuntimeError("RuntimeSessions has no runtime yet")
+        turn: int | None = None  # None: the latest
         if session_id is None:
-            session_id = await runtime.create_session(
-                namespace, agent, message=text, user=delegation.user, actors=delegation.actors
+            chosen = (
+                idempotent_session_id(namespace, agent, delegation, message_id)
+                if message_id
+                else None
             )
+            try:
+                session_id = await runtime.create_session(
+                    namespace,
+                    agent,
+                    message=text,
+                    user=delegation.user,
+                    actors=delegation.actors,
+                    session_id=chosen,
+                )
+            except SessionExists:
+                # This message started a session already (a retry): answer from its first turn.
+                assert chosen is not None
+                session_id, turn = chosen, 1
+                await self._check_caller(runtime, session_id, namespace, agent, delegation)
         else:
-            view = await runtime.get(session_id)
-            created = view.events[0] if view.events else {}
-            mine = (view.session.namespace, view.session.agent) == (namespace, agent)
-            same_caller = created.get("user") == delegation.user and tuple(
-                created.get("actors") or ()
-            ) == tuple(delegation.actors)
-            if not (mine and same_caller):
-                raise UnknownSession(session_id)  # someone else's: do not say it exists
+            await self._check_caller(runtime, session_id, namespace, agent, delegation)
             await runtime.send_message(session_id, text)
         try:
             state = await runtime.wait(session_id, seconds=self.wait_seconds)
         except TimeoutError:
             state = "active"
         events = (await runtime.get(session_id)).events
-        return A2ATurn(session_id, _turns(events), state, _answer(events))
+        if turn is not None and _turns(events) > turn:
+            state = "waiting_input"  # that turn was answered; the session went on since
+        turn = turn or _turns(events)
+        return A2ATurn(session_id, turn, state, _answer(events, turn))
+
+    @staticmethod
+    async def _check_caller(
+        runtime: AgentRuntime,
+        session_id: str,
+        namespace: str,
+        agent: str,
+        delegation: Delegation,
+    ) -> None:
+        """UnknownSession unless the session is this agent's, started by this caller."""
+        view = await runtime.get(session_id)
+        created = view.events[0] if view.events else {}
+        mine = (view.session.namespace, view.session.agent) == (namespace, agent)
+        same_caller = created.get("user") == delegation.user and tuple(
+            created.get("actors") or ()
+        ) == tuple(delegation.actors)
+        if not (mine and same_caller):
+            raise UnknownSession(session_id)  # someone else's: do not say it exists
+
+
+def idempotent_session_id(
+    namespace: str, agent: str, delegation: Delegation, message_id: str
+) -> str:
+    """The id of the session that message ``message_id`` from this caller starts at agent
+    ``namespace/agent``: the same inputs, the same id. Shaped like the runtime's ids; when the
+    message id is a corral idempotency key (``<session id>:<step>``) the calling session's time
+    prefix leads, so a listing (newest first) shows the callee's session near its caller's."""
+    parties = [namespace, agent, delegation.user or "", *delegation.actors, message_id]
+    digest = int.from_bytes(hashlib.sha256("\n".join(parties).encode()).digest()[:11])
+    chars = [_CROCKFORD[(digest >> (5 * i)) & 31] for i in range(_SESSION_ID_LENGTH)]
+    caller = message_id.partition(":")[0]
+    if len(caller) == _SESSION_ID_LENGTH and all(char in _CROCKFORD for char in caller):
+        chars[:_TIME_CHARS] = caller[:_TIME_CHARS]
+    return "".join(chars)
 
 
 VerifyToken = Callable[[str, str], Principal]
@@ -206,11 +262,14 @@ def _turns(events: list[dict[str, Any]]) -> int:
     return sum(1 for event in events if event["kind"] == "user_message")
 
 
-def _answer(events: list[dict[str, Any]]) -> str:
-    """The text that ended the latest turn: its final answer, else its last error."""
-    answer = ""
+def _answer(events: list[dict[str, Any]], turn: int) -> str:
+    """The text that ended turn ``turn`` (from 1): its final answer, else its last error."""
+    answer, seen = "", 0
     for event in events:
         if event["kind"] == "user_message":
+            seen += 1
+            if seen > turn:
+                break
             answer = ""
         elif event["kind"] == "final":
             answer = str(event.get("text", ""))

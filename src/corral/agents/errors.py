@@ -22,3 +22,12 @@ class UnknownSession(AgentsError):
 class SessionStateError(AgentsError):
     """The session is not in a state that allows the request (e.g. a message to a session that
     waits for an approval, or an approval of a step that asks none)."""
+
+
+class SessionExists(AgentsError):
+    """A create with a chosen session id whose session exists already (an idempotent create
+    retried: the caller goes on with that session)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} exists")
+        self.session_id = session_id

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from corral.agents.config import AgentConfig, AgentDirectory
-from corral.agents.errors import SessionStateError, UnknownAgent, UnknownSession
+from corral.agents.errors import SessionExists, SessionStateError, UnknownAgent, UnknownSession
 from corral.agents.events import (
     ENDED,
     ApprovalDecided,
@@ -157,12 +157,20 @@ class AgentRuntime:
         message: str | None = None,
         user: str | None = None,
         actors: Sequence[str] = (),
+        session_id: str | None = None,
     ) -> str:
-        """A new session of ``agent``; with ``message`` its first turn starts at once."""
+        """A new session of ``agent``; with ``message`` its first turn starts at once.
+
+        ``session_id`` (else a new one) makes the create idempotent: when that session exists
+        already, :class:`SessionExists` is raised and nothing is written."""
         config = self._agent(namespace, agent)
         if message is not None and not isinstance(message, str):
             raise SessionStateError("message must be a string")
-        session_id = new_session_id(self._clock())
+        chosen = session_id is not None
+        if session_id is None:
+            session_id = new_session_id(self._clock())
+        elif session_id in self._runner.live:
+            raise SessionExists(session_id)
         now = self._clock()
         state = SessionState(session_id)
         events: list[Event] = [
@@ -194,8 +202,10 @@ class AgentRuntime:
                 wake_at=None if active else now + config.limits.max_duration_seconds,
                 now=now,
             )
-        except BaseException:
+        except BaseException as error:
             self._runner.live.pop(session_id, None)
+            if chosen and getattr(error, "conflict", False):
+                raise SessionExists(session_id) from None
             raise
         if live is not None:
             self._runner.start(live)
