@@ -201,7 +201,9 @@ class Runner:
 
     def _queue(self, live: Live, events: Sequence[Event]) -> None:
         """Append without waiting (what follows will wait, and fails too if this does)."""
-        future = asyncio.ensure_future(self.append(live, events))
+        written = self.append(live, events)
+        # The stores' appends are futures already: ensure_future would only check that.
+        future = written if isinstance(written, asyncio.Future) else asyncio.ensure_future(written)
         future.add_done_callback(_consume)
 
     async def _write(self, live: Live, events: Sequence[Event]) -> None:

@@ -211,15 +211,30 @@ class SqliteSessionJournal(GroupCommittedJournal):
             events: list[NewEvent] = []
             creates: list[SessionRow] = []
             lost: set[str] = set()
+            owners = self._owners
             for index, item in enumerate(batch):
+                sid = item.session_id
                 create = item.create
-                if create is not None and item.session_id not in lost:
+                if sid in lost:
+                    outcomes[index] = _lost(item)
+                    continue
+                if create is not None:
                     # New rows go in with one statement, before any update that may touch them.
                     creates.append(create)
                     if create.owner is not None:
-                        leases[item.session_id] = create.owner
-                elif item.session_id in lost or not self._apply(db, item, now, leases, creates):
-                    lost.add(item.session_id)
+                        leases[sid] = create.owner
+                elif (
+                    item.state is None
+                    and item.summary is None
+                    and item.wake_at is None
+                    and not item.release
+                    and not item.claim
+                    and item.owner is not None
+                    and (leases[sid] if sid in leases else owners.get(sid)) == item.owner
+                ):
+                    pass  # a plain step of a session this worker holds (_apply, without a call)
+                elif not self._apply(db, item, now, leases, creates):
+                    lost.add(sid)
                     outcomes[index] = _lost(item)
                     continue
                 events.extend(item.events)
