@@ -10,7 +10,12 @@ import pytest
 
 from corral.scheduler import Fleet, Placement, Task
 from corral.scheduler.fragmentation import FragMeter, fragmentation_ratio
-from corral.scheduler.lookahead import sliver_waste
+from corral.scheduler.lookahead import (
+    SLIVER_PATIENCE_LOSS,
+    competition_odds,
+    filling_waste,
+    sliver_waste,
+)
 from corral.scheduler.workload import TaskMix
 
 FleetFactory = Callable[..., Fleet]
@@ -66,3 +71,31 @@ def test_sliver_waste_follows_the_mix(fleet_of: FleetFactory) -> None:
     # With 900 free only the 800 fits; the other half of arrivals give up on it at rate `loss`.
     assert sliver_waste(mixed, loss=1.0)[900] == pytest.approx(0.5 * 100 + 0.5 * 900)
     assert sliver_waste(mixed, loss=0.0)[900] == pytest.approx(100.0)
+
+
+def test_rare_fillers_are_shared_among_the_slivers_that_want_them() -> None:
+    milli, weight = np.array([800, 200]), np.array([0.5, 0.5])
+    # loss 1: a GPU with f < 1000 free gives up when a task it cannot take arrives. One fresh
+    # GPU's chain consumes 0.75 tasks of 800 (0.5 open it, 0.25 follow a 200) and 1.21875 of
+    # 200 (0.5 + 0.25 + 0.25 + 0.125 + 0.0625 + 0.03125), while they arrive half and half: a
+    # 200 is there for this GPU at 0.5 / (1.21875 / 1.96875); the 800s are never short.
+    odds = competition_odds(milli, weight, 1.0)
+    assert odds == pytest.approx([1.0, 0.5 * 1.96875 / 1.21875])
+
+
+def test_slivers_beside_large_shares_are_priced_by_their_fill_odds(fleet_of: FleetFactory) -> None:
+    fleet = fleet_of((32000, 65536, 1, "T4"))
+    tasks = [Task(f"l{i}", 1000, 1024, 1, 810) for i in range(9)] + [Task("s", 1000, 1024, 1, 160)]
+    mix = TaskMix.from_tasks(tasks, fleet)
+    milli, weight = np.array([810, 160]), np.array([0.9, 0.1])
+    odds = competition_odds(milli, weight, SLIVER_PATIENCE_LOSS)
+    # Nine 190 slivers for every 160 that arrives: the 160s are scarce, the 810s are not.
+    assert odds[0] == 1.0
+    assert odds[1] < 0.25
+    waste = sliver_waste(mix)
+    naive = filling_waste(milli, weight, SLIVER_PATIENCE_LOSS)
+    np.testing.assert_allclose(waste, filling_waste(milli, weight * odds, SLIVER_PATIENCE_LOSS))
+    # So the 190 sliver an 810 leaves, and the fresh GPU the 810s mostly open, are worth more
+    # waste than if every sliver could count on the next 160.
+    assert waste[190] > naive[190] + 20
+    assert waste[1000] > naive[1000] + 20
