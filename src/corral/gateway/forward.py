@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from corral.gateway import deadlines
 from corral.gateway.balancer import Balancer, affinity_key, session_key
 from corral.gateway.call import Call, Handler
 from corral.gateway.errors import bad_gateway, gateway_timeout, no_ready_replica
@@ -108,6 +109,10 @@ class _Outcome:
         self.problems: list[str] = []
         self.timed_out = False
         self.tried = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
 
     async def hold(self, response: UpstreamResponse, fallback: str | None) -> None:
         if self.held is not None:
@@ -201,9 +206,9 @@ def forward(
             outcome.tried = True
             per_try = min(policy.per_try_seconds, remaining)
             balancer.acquire(address)
-            # What asyncio.timeout does, minus its bookkeeping: one timer that cancels this task.
+            # What asyncio.timeout does, minus its bookkeeping: a deadline that cancels this task.
             outcome.expired = False
-            timer = loop.call_at(loop.time() + per_try, _expire, outcome)
+            timer = deadlines.arm(per_try, outcome.expire)
             try:
                 response = await transport.send(
                     "POST", address + target, headers, _body_for(call, outcome, version.model)
@@ -257,11 +262,6 @@ def forward(
         return False
 
     return forward_stage
-
-
-def _expire(outcome: _Outcome) -> None:
-    outcome.expired = True
-    outcome.task.cancel()
 
 
 def _body_for(call: Call, outcome: _Outcome, model: str) -> bytes:

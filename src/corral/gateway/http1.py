@@ -17,12 +17,14 @@ response byte arrived. Everything that fails before the response headers is
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 from typing import NamedTuple
 
 import httptools
 
+from corral.gateway import deadlines
 from corral.gateway.transport import Headers, UpstreamError, UpstreamResponse, UpstreamUnreachable
 
 _READ_SIZE = 65536
@@ -172,9 +174,8 @@ class _Connection(asyncio.Protocol):
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
-        loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
-        timer = loop.call_later(within_s, _time_out, waiter)
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        timer = deadlines.arm(within_s, functools.partial(_time_out, waiter))
         try:
             await waiter
         except TimeoutError:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from corral.gateway import deadlines
 from corral.gateway.call import Call, Handler, Message, Stage
 from corral.gateway.errors import (
     GatewayError,
@@ -65,16 +66,25 @@ def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_
     JSON object with a model."""
 
     async def read_json_stage(call: Call, call_next: Handler) -> None:
+        # What asyncio.timeout does, minus its bookkeeping (see corral.gateway.deadlines).
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("read_json runs inside an asyncio task")
+        watch = _BodyDeadline(task)
+        deadline = deadlines.arm(body_timeout_s, watch.expire)
         try:
-            async with asyncio.timeout(body_timeout_s):
-                call.body = await _read_body(call, max_body_bytes)
-        except TimeoutError:
+            call.body = await _read_body(call, max_body_bytes)
+        except asyncio.CancelledError:
+            if not watch.expired or task.uncancel() > watch.cancelling:
+                raise
             raise GatewayError(
                 408,
                 f"the request body did not arrive within {body_timeout_s:g} seconds",
                 code="request_timeout",
                 headers=[(b"connection", b"close")],
             ) from None
+        finally:
+            deadline.cancel()
         payload = _parse_object(call.body)
         model = payload.get("model")
         if model is None:
@@ -96,6 +106,21 @@ def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_
         await call_next(call)
 
     return read_json_stage
+
+
+class _BodyDeadline:
+    """Cancels the request's task when the body is late; says whether that cancel was its own."""
+
+    __slots__ = ("cancelling", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()  # cancels beyond these are someone else's
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.task.cancel()
 
 
 async def resolve_endpoint(call: Call, call_next: Handler) -> None:
