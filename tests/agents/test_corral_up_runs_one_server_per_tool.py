@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agents.processes import children_running
 from agents.scripted_upstream import scripted_upstream
 from serving.helpers import Corral, endpoint, is_ready, manifest
 
@@ -27,22 +28,6 @@ permit (principal == Agent::"{AGENT}", action == Action::"invoke",
 permit (principal == Agent::"{AGENT}", action == Action::"call",
         resource == Tool::"default/weather");
 """
-
-
-def children_running(parent: int, script: Path) -> list[int]:
-    """Pids of ``parent``'s child processes running ``script``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        if ppid == parent and str(script).encode() in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def listed(obj: dict[str, Any]) -> bool:

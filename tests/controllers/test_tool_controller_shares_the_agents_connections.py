@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 import corral.api.kinds.tool  # noqa: F401  (registers the kind until the package does)
+from agents.processes import children_running
 from corral.agents.mcp_client import McpToolCaller
 from corral.controllers.tool import add_tools, store_tool_configs
 from corral.controlplane import Manager, get_condition
@@ -29,18 +30,7 @@ WEATHER = Path(__file__).parent.parent / "agents" / "mcp_servers" / "weather.py"
 
 def servers_of_this_process() -> list[int]:
     """Pids of the weather.py servers this test process spawned (its children)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        if ppid == os.getpid() and str(WEATHER).encode() in cmdline:
-            found.append(int(entry.name))
-    return found
+    return children_running(os.getpid(), WEATHER)
 
 
 def pid_of(result: Any) -> int:
