@@ -60,7 +60,6 @@ BODY_HIGH_WATER = 64 * 1024
 _TRUSTED_PROXIES = frozenset({"127.0.0.1", "::1"})
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _NO_BODY_STATUSES = frozenset({204, 304})
-_DISCONNECT: dict[str, str] = {"type": "http.disconnect"}
 
 _log = logging.getLogger("corral.http")
 
@@ -290,7 +289,8 @@ class _Connection(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": parsed.query or b"",
             "headers": self.headers,
-            "state": {},
+            # No "state": nothing here runs a lifespan that fills it, and Starlette creates
+            # it on first use.
         }
         if self.forwarded and self.client is not None and self.client[0] in _TRUSTED_PROXIES:
             _apply_forwarded(scope, self.headers)
@@ -485,7 +485,7 @@ class _Cycle:
             # ASGI: once the body is read, receive() waits for the client to go away.
             if not self.disconnected and not self.response_complete:
                 await self._wait()
-            return _DISCONNECT
+            return {"type": "http.disconnect"}
         if self.expect_continue:
             self.expect_continue = False
             if not self.response_started:
@@ -494,7 +494,7 @@ class _Cycle:
             self.connection.resume_reading()
             await self._wait()
         if self.disconnected:
-            return _DISCONNECT
+            return {"type": "http.disconnect"}
         body, self.body = self.body, b""
         more_body = self.more_body
         if not more_body:
