@@ -38,7 +38,7 @@ def bench_python() -> Path:
 def ensure_bench_venv() -> Path:
     """The benchmark venv's Python, creating the venv (minutes, needs PyPI) when missing."""
     python = bench_python()
-    probe = [str(python), "-c", "import litellm, aiohttp, uvloop"]
+    probe = [str(python), "-c", "import litellm, aiohttp, uvloop, httptools"]
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     print(f"creating {BENCH_VENV} with litellm[proxy]=={LITELLM_VERSION} (one-time, minutes)")
@@ -47,7 +47,7 @@ def ensure_bench_venv() -> Path:
     subprocess.run(
         [
             str(python), "-m", "pip", "install", "-q",
-            f"litellm[proxy]=={LITELLM_VERSION}", "aiohttp", "uvloop",
+            f"litellm[proxy]=={LITELLM_VERSION}", "aiohttp", "uvloop", "httptools",
         ],
         check=True,
     )  # fmt: skip
