@@ -244,9 +244,22 @@ class TestBadClientsAndBadApps:
         assert received.startswith(b"HTTP/1.1 500 Internal Server Error")
         assert any("GET /x failed" in record.getMessage() for record in caplog.records)
 
-    async def test_a_header_with_a_line_break_is_refused_and_the_connection_closed(self) -> None:
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            (b"location", b"/ok\r\nset-cookie: evil=1"),
+            (b"location", b"/ok\nevil: 1"),
+            (b"location", b"/ok\revil: 1"),
+            (b"x-evil\r\nset-cookie", b"1"),
+            (b"set-cookie: evil", b"1"),
+        ],
+        ids=["crlf-in-value", "lf-in-value", "cr-in-value", "crlf-in-name", "colon-in-name"],
+    )
+    async def test_a_header_with_a_line_break_is_refused_and_the_connection_closed(
+        self, bad: tuple[bytes, bytes]
+    ) -> None:
         async def injects(_scope: Any, _receive: Any, send: Any) -> None:
-            headers = [(b"location", b"/ok\r\nset-cookie: evil=1")]
+            headers = [(b"content-type", b"text/plain"), bad, (b"x-after", b"fine")]
             await send({"type": "http.response.start", "status": 302, "headers": headers})
 
         async with running(injects) as (_, port):

@@ -40,7 +40,7 @@ _log = logging.getLogger(__name__)
 class Dispatcher:
     """Routes each request to the app that owns its path; lifespan is answered here."""
 
-    __slots__ = ("_gateway", "_logs", "_mounts", "_public", "_rest")
+    __slots__ = ("_gateway", "_logs", "_mount_prefixes", "_mounts", "_public", "_rest")
 
     def __init__(
         self,
@@ -56,6 +56,8 @@ class Dispatcher:
         self._public = public
         self._rest = rest
         self._mounts = mounts
+        # One C-level startswith for the common case, a gateway path below no mount.
+        self._mount_prefixes = tuple(prefix for prefix, _app in mounts)
         for prefix, _app in mounts:
             if not prefix.startswith(GATEWAY_PREFIX) or prefix == GATEWAY_PREFIX:
                 raise ValueError(f"mount {prefix!r}: expected a prefix below {GATEWAY_PREFIX}")
@@ -64,10 +66,11 @@ class Dispatcher:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith(GATEWAY_PREFIX):
-                for prefix, app in self._mounts:
-                    if path.startswith(prefix):
-                        await app(scope, receive, send)
-                        return
+                if path.startswith(self._mount_prefixes):
+                    for prefix, app in self._mounts:
+                        if path.startswith(prefix):
+                            await app(scope, receive, send)
+                            return
                 if self._gateway is not None:
                     await self._gateway(scope, receive, send)
                 else:
