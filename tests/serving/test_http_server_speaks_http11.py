@@ -176,6 +176,32 @@ class TestBodies:
             assert received == len(piece) * count
             writer.close()
 
+    async def test_the_server_says_when_the_whole_body_is_already_here(self) -> None:
+        seen: list[tuple[bool, bool]] = []
+
+        async def reports(_scope: Any, receive: Any, send: Any) -> None:
+            before = receive.__self__.whole_body_buffered
+            while (await receive()).get("more_body"):
+                pass
+            seen.append((before, receive.__self__.whole_body_buffered))
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        async with running(reports) as (_, port):
+            await raw_exchange(
+                port,
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+            )
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+            )
+            await asyncio.sleep(0.2)  # the app starts before the body arrives
+            writer.write(b"hi")
+            await reader.read()
+            writer.close()
+        assert seen == [(True, False), (False, False)]
+
 
 class TestStreamsAndDisconnects:
     async def test_a_head_sent_alone_reaches_the_client_before_any_body(self) -> None:

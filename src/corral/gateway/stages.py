@@ -3,8 +3,9 @@
 ``authenticate_with`` runs first so an unauthenticated caller never costs a body read; ``read_json``
 enforces the body limit (Content-Length first, then counting while reading) and a deadline for
 the whole body (a client that trickles it gets a 408 instead of holding the request open
-forever), and parses with orjson; ``resolve_endpoint`` turns the ``model`` field into a route
-from the request's snapshot.
+forever; skipped when the server says the body is already here: an ASGI ``receive`` whose
+owner has ``whole_body_buffered`` true, as corral's own server offers), and parses with
+orjson; ``resolve_endpoint`` turns the ``model`` field into a route from the request's snapshot.
 """
 
 from __future__ import annotations
@@ -66,25 +67,10 @@ def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_
     JSON object with a model."""
 
     async def read_json_stage(call: Call, call_next: Handler) -> None:
-        # What asyncio.timeout does, minus its bookkeeping (see corral.gateway.deadlines).
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("read_json runs inside an asyncio task")
-        watch = _BodyDeadline(task)
-        deadline = deadlines.arm(body_timeout_s, watch.expire)
-        try:
-            call.body = await _read_body(call, max_body_bytes)
-        except asyncio.CancelledError:
-            if not watch.expired or task.uncancel() > watch.cancelling:
-                raise
-            raise GatewayError(
-                408,
-                f"the request body did not arrive within {body_timeout_s:g} seconds",
-                code="request_timeout",
-                headers=[(b"connection", b"close")],
-            ) from None
-        finally:
-            deadline.cancel()
+        if getattr(getattr(call.receive, "__self__", None), "whole_body_buffered", False):
+            call.body = await _read_body(call, max_body_bytes)  # here already: nothing to time
+        else:
+            call.body = await _read_body_within(call, max_body_bytes, body_timeout_s)
         payload = _parse_object(call.body)
         model = payload.get("model")
         if model is None:
@@ -106,6 +92,28 @@ def read_json(max_body_bytes: int, *, body_timeout_s: float = BODY_READ_TIMEOUT_
         await call_next(call)
 
     return read_json_stage
+
+
+async def _read_body_within(call: Call, limit: int, timeout_s: float) -> bytes:
+    # What asyncio.timeout does, minus its bookkeeping (see corral.gateway.deadlines).
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("read_json runs inside an asyncio task")
+    watch = _BodyDeadline(task)
+    deadline = deadlines.arm(timeout_s, watch.expire)
+    try:
+        return await _read_body(call, limit)
+    except asyncio.CancelledError:
+        if not watch.expired or task.uncancel() > watch.cancelling:
+            raise
+        raise GatewayError(
+            408,
+            f"the request body did not arrive within {timeout_s:g} seconds",
+            code="request_timeout",
+            headers=[(b"connection", b"close")],
+        ) from None
+    finally:
+        deadline.cancel()
 
 
 class _BodyDeadline:

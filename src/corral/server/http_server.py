@@ -457,6 +457,12 @@ class _Cycle:
         self.task: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None
 
+    @property
+    def whole_body_buffered(self) -> bool:
+        """The request body arrived whole and is unread: ``receive()`` answers without waiting
+        (the gateway then spares itself the body-read deadline)."""
+        return not self.more_body and not self.body_delivered and not self.disconnected
+
     def wake(self) -> None:
         waiter = self.waiter
         if waiter is not None:
