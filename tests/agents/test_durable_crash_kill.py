@@ -186,7 +186,8 @@ def completed_keys(rows: list[tuple[str, int, str, bytes]]) -> set[str]:
             key = event.key if event.activity == "tool" else f"{sid}:m{len(state.messages) + 1}"
             scheduled[(sid, event.step)] = key
         elif kind == "activity_completed":
-            done.add(scheduled[(sid, event.step)])
+            # A model step is journaled by its result alone (no scheduled entry before it).
+            done.add(scheduled.get((sid, event.step), f"{sid}:m{len(state.messages) + 1}"))
         fold(state, event, seq, 0.0)
     return done
 

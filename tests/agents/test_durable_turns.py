@@ -38,15 +38,22 @@ async def test_a_turn_calls_tools_and_journals_every_step(make_runtime: Any) -> 
     assert await kinds(runtime, sid) == [
         "session_created",
         "user_message",
-        "activity_scheduled",
-        "activity_completed",  # model, step 1
+        "activity_completed",  # model, step 1 (its result stands for its scheduling)
         "activity_scheduled",
         "activity_completed",  # tool, step 2
         "activity_scheduled",
         "activity_completed",  # tool, step 3
-        "activity_scheduled",
         "activity_completed",  # model, step 4
         "final",
+    ]
+    steps = [(e["kind"], e["step"]) for e in (await runtime.get(sid)).events if e.get("step")]
+    assert steps == [
+        ("activity_completed", 1),
+        ("activity_scheduled", 2),
+        ("activity_completed", 2),
+        ("activity_scheduled", 3),
+        ("activity_completed", 3),
+        ("activity_completed", 4),
     ]
     view = await runtime.get(sid)
     assert view.events[-1]["text"] == "it is sunny in Paris and sunny in Rome"

@@ -11,7 +11,9 @@ makes a dozen entries a turn. Nothing changes an entry once it is made.
 
 ``step`` numbers activities (model and tool calls) from 1 in the order they are scheduled; the
 idempotency key of step ``n`` is ``f"{session_id}:{n}"``. A tool call that needs approval gets
-its step number when the approval is requested, and keeps it.
+its step number when the approval is requested, and keeps it. A model call's
+``activity_scheduled`` is usually not journaled: its ``activity_completed`` (or
+``activity_failed``, which carries the attempt) stands for it (see ``Runner._defer``).
 
 :class:`StreamEvent` is what a live subscriber sees (``corral.agents.stream``): the SSE event
 types of the sessions API, derived from journal entries plus model deltas, which are not

@@ -126,13 +126,19 @@ def fold(state: SessionState, event: Event, seq: int, created: float) -> None:
                 state.approved = None
                 state.pending = [p for p in state.pending if p.call_id != event.call_id]
         case ActivityCompleted():
+            # A model call's result stands for its scheduled entry too (that one is journaled
+            # only when something else is written first; see ``Runner._defer``): the step and
+            # the cleared failure below are what folding it would have done.
+            state.step = max(state.step, event.step)
             scheduled = state.in_flight
             state.in_flight = None
+            state.model_failure = None
             if scheduled is not None and scheduled.activity == "tool":
                 _tool_message(state, scheduled.call_id, str(event.result.get("content", "")))
             else:
                 _model_message(state, event)
         case ActivityFailed():
+            state.step = max(state.step, event.step)
             scheduled = state.in_flight
             state.in_flight = None
             state.errors += 1

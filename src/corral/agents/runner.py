@@ -1,8 +1,10 @@
 """The executor: one task per live session, stepping it until it waits or ends.
 
 Each step: ask :func:`~corral.agents.orchestration.decide`, do what it says, journal the
-outcome. An activity's ``activity_scheduled`` entry is queued without waiting (its step number,
-and so its idempotency key, follows from the journal anyway); its result is awaited until
+outcome. A tool call's ``activity_scheduled`` entry is queued without waiting (its step number,
+and so its idempotency key, follows from the journal anyway); a model call's is journaled only
+when something other than its result is written next (the result stands for it; see
+``Runner._defer``). An activity's result is awaited until
 durable before the session moves on, so a crash loses at most the activity in flight, which
 the next worker runs again with the same key. Journal writes of all sessions meet in the
 store's group commit.
@@ -73,8 +75,9 @@ class Live:
     acquire that took it); renewals that miss it then mean another worker has it."""
     settled: bool = False
     """The task ended with the session's state change written (not cancelled, not lost)."""
-    deferred: list[tuple[str, int, str, bytes, float]] | None = None
-    """Rows folded but not yet queued: they travel with the next write (see ``append``)."""
+    deferred: tuple[ActivityScheduled, float] | None = None
+    """A model call's ``activity_scheduled`` (and when it was made), folded but not journaled:
+    its result replaces it; any other next write carries it (see ``Runner._defer``)."""
     _info: tuple[SessionState, SessionInfo] | None = None
 
     def info(self) -> SessionInfo:
@@ -137,8 +140,19 @@ class Runner:
         s = live.state
         before = s.state
         now = self._clock()
-        rows = live.deferred or []
-        live.deferred = None
+        rows: list[tuple[str, int, str, bytes, float]] = []
+        deferred = live.deferred
+        if deferred is not None:
+            live.deferred = None
+            scheduled, at = deferred
+            result = events[0] if events else None
+            if not (
+                isinstance(result, ActivityCompleted | ActivityFailed)
+                and result.step == scheduled.step
+            ):  # not its result: journal it first (it is folded already)
+                s.seq += 1
+                kind, payload = encode(scheduled)
+                rows.append((s.id, s.seq, kind, payload, at))
         watched = self._hub.watched(s.id)
         for event in events:
             kind, payload = encode(event)
@@ -180,22 +194,22 @@ class Runner:
             return future
         return written
 
-    def _defer(self, live: Live, event: Event) -> None:
-        """Fold and publish ``event`` now; write it with the session's next write.
+    def _defer(self, live: Live, event: ActivityScheduled) -> None:
+        """Fold and publish a model call's ``activity_scheduled`` now; journal it only if
+        something other than the call's result is written next.
 
-        For a model call's ``activity_scheduled``: the call has no side effect outside corral,
-        and its step (so its key) follows from the journal, so a crash before the result
-        merely runs the same step again, exactly as if the entry had been written. It saves a
-        journal write per model step. Tool calls are journaled before they run.
+        The result (``activity_completed`` or ``activity_failed``) carries the step and the
+        attempt, and the fold of a result without its scheduled entry reaches the same state
+        (see ``orchestration.fold``); the model call has no side effect outside corral, so a
+        crash before the result merely asks the same question again, with the same step (the
+        step follows from the journal). That saves a journal row per model step. The entry
+        takes no sequence number until it is written, so the journal has no gap. Tool calls
+        are journaled before they run.
         """
         s = live.state
-        kind, payload = encode(event)
-        row = (s.id, s.seq + 1, kind, payload, self._clock())
-        fold(s, event, s.seq + 1, row[4])
-        if live.deferred is None:
-            live.deferred = [row]
-        else:
-            live.deferred.append(row)
+        now = self._clock()
+        fold(s, event, s.seq, now)  # s.seq unchanged: the row is numbered if it is written
+        live.deferred = (event, now)
         if self._hub.watched(s.id):
             self._publish(s, event)
 
