@@ -174,3 +174,17 @@ async def test_a_taken_session_id_is_a_conflict(journal: Any) -> None:
     await new(journal, "s1")
     with pytest.raises(SessionConflict, match="exists"):
         await new(journal, "s1")
+
+
+async def test_sqlite_checkpoints_its_wal_less_often_than_sqlite_would(tmp_path: Any) -> None:
+    """Fewer, larger checkpoints (a live session's pages change many times between two)."""
+    from corral.store.session_journal_sqlite import WAL_AUTOCHECKPOINT, SqliteSessionJournal
+
+    journal = await SqliteSessionJournal.open(str(tmp_path / "s.db"))
+    try:
+        pages = await journal._on_thread(
+            lambda: journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert pages == WAL_AUTOCHECKPOINT > 1_000
+    finally:
+        await journal.close()

@@ -55,7 +55,12 @@ def _limits(value: dict[str, Any]) -> Limits:
     return limits
 
 
-@dataclass(frozen=True, slots=True)
+# Pending calls and decisions are slots dataclasses, not frozen ones (as the journal entries,
+# see corral.agents.events): a frozen __init__ sets each field through object.__setattr__, and
+# a step makes a few of them. Nothing changes one once it is made.
+
+
+@dataclass(slots=True)
 class PendingCall:
     """One tool call the model asked for, not yet handled. ``problem`` is why it cannot run
     as asked (invalid JSON arguments), found when the model's message was folded."""
@@ -219,12 +224,12 @@ def _pending(call: Any, index: int, step: int) -> PendingCall:
 # -- decisions -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wait:
     """Nothing to run: the session waits for a person (or has ended)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunModel:
     step: int
     attempt: int = 1
@@ -233,7 +238,7 @@ class RunModel:
     nothing new before it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunTool:
     step: int
     function: str
@@ -243,7 +248,7 @@ class RunTool:
     approved: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CheckTool:
     """Ask the policy gate about this call, then journal what it said."""
 
@@ -251,7 +256,7 @@ class CheckTool:
     call: PendingCall
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reject:
     """Answer a tool call with an error, without running it (bad arguments, unknown tool)."""
 
@@ -260,12 +265,12 @@ class Reject:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Finish:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class End:
     state: str
     reason: str

@@ -74,6 +74,10 @@ class GateDecision:
     reason: str = ""
 
 
+ALLOW = GateDecision("allow")
+"""The plain allow (frozen: one object serves every call)."""
+
+
 class ToolGate(Protocol):
     async def decide(
         self,
@@ -96,4 +100,4 @@ class ApprovalRulesGate:
     ) -> GateDecision:
         if agent.approvals.needed(binding):
             return GateDecision("approve", f"{binding.risk} tool {binding.function} needs approval")
-        return GateDecision("allow")
+        return ALLOW
