@@ -227,3 +227,21 @@ def test_keys_tell_numbers_booleans_and_strings_apart():
         for value in (1, 1.0, True, "1", [1], {"x": 1})
     }
     assert len(keys) == 6
+
+
+def test_keys_inside_records_tell_values_apart_and_unread_numbers_by_shape_only():
+    exact, shaped = DecisionCache(None), DecisionCache(frozenset())
+    caller, chat = team_key("a"), endpoint()
+    values = (1, 1.0, True, "1", None, [1], {"y": 1}, 2**70)
+    exact_keys = {exact.key(caller, "invoke", chat, {"r": {"x": value}}) for value in values}
+    assert len(exact_keys) == len(values)
+    shaped_keys = {shaped.key(caller, "invoke", chat, {"r": {"x": n}}) for n in (1, 2, 3)}
+    assert len(shaped_keys) == 1  # an unread Long: only its shape counts
+    assert shaped.key(caller, "invoke", chat, {"r": {"x": 2**70}}) not in shaped_keys
+    assert shaped.key(caller, "invoke", chat, {"r": {"x": True}}) not in shaped_keys
+    ip = {"__extn": {"fn": "ip", "arg": "10.0.0.1"}}
+    other_ip = {"__extn": {"fn": "ip", "arg": "10.0.0.2"}}
+    assert shaped.key(caller, "invoke", chat, {"ip": ip}) != shaped.key(
+        caller, "invoke", chat, {"ip": other_ip}
+    )  # extension values stay exact even when unread
+    assert exact.key(caller, "invoke", chat, {"r": {1: "x"}}) is None  # not a JSON record

@@ -123,7 +123,7 @@ def object_entity(obj: Mapping[str, Any]) -> Entity:
 
 def clock(now: datetime) -> dict[str, int]:
     """The schema's ``Clock``: hour (0-23) and ISO weekday (1 = Monday … 7 = Sunday), in UTC."""
-    utc = now.astimezone(UTC)
+    utc = now if now.tzinfo is UTC else now.astimezone(UTC)
     return {"hour": utc.hour, "weekday": utc.isoweekday()}
 
 
