@@ -121,15 +121,26 @@ async def call_model(
                 return await _model_call(model, request, token, on_delta)
         except TimeoutError:
             raise _model_timeout(seconds) from None
+    # The call inline, not through _model_call: a coroutine fewer per step (as call_tool).
     task = deadlines.arm(seconds, task)
     try:
-        return await _model_call(model, request, token, on_delta)
+        response = await model(request, token)
+        if type(response) is dict or isinstance(response, Mapping):  # see _is_mapping
+            result = _from_response(response)
+        else:
+            result = await _from_stream(response, on_delta)
+    except ActivityError:
+        deadlines.disarm(task)
+        raise
     except asyncio.CancelledError:
         if deadlines.disarm(task):
             raise _model_timeout(seconds) from None
         raise
-    finally:
+    except Exception as error:  # the gateway's answer or a transport failure, kept as data
         deadlines.disarm(task)
+        raise ActivityError("model_error", _describe(error), retryable=True) from error
+    deadlines.disarm(task)
+    return result
 
 
 async def _model_call(
@@ -211,7 +222,7 @@ _NUMBER = (int, float)  # a tuple: ``int | float`` in the loop would build a uni
 
 
 def _usage(usage: Any) -> dict[str, Any]:
-    if not _is_mapping(usage):
+    if usage is None or not _is_mapping(usage):  # None: most answers of a tool-calling turn
         return {}
     out: dict[str, Any] = {}
     for key in _USAGE_KEYS:
@@ -240,15 +251,19 @@ async def call_tool(
                 return await _tool_call(tools, binding, arguments, idempotency_key, token)
         except TimeoutError:
             raise _tool_timeout(binding) from None
+    # The call inline, not through _tool_call: a coroutine fewer per step.
     task = deadlines.arm(binding.timeout_seconds, task)
     try:
-        return await _tool_call(tools, binding, arguments, idempotency_key, token)
+        result = await tools.call(binding.tool, binding.name, arguments, idempotency_key, token)
     except asyncio.CancelledError:
         if deadlines.disarm(task):
             raise _tool_timeout(binding) from None
         raise
-    finally:
+    except Exception as error:  # the tool's process or connection failed: the model is told
         deadlines.disarm(task)
+        raise _tool_failed(binding, error) from error
+    deadlines.disarm(task)
+    return tool_result(binding.function, result)
 
 
 async def _tool_call(
@@ -263,10 +278,12 @@ async def _tool_call(
     except asyncio.CancelledError:
         raise
     except Exception as error:  # the tool's process or connection failed: the model is told
-        raise ActivityError(
-            "tool_failed", f"tool {binding.function} failed: {_describe(error)}"
-        ) from error
+        raise _tool_failed(binding, error) from error
     return tool_result(binding.function, result)
+
+
+def _tool_failed(binding: ToolBinding, error: Exception) -> ActivityError:
+    return ActivityError("tool_failed", f"tool {binding.function} failed: {_describe(error)}")
 
 
 def _tool_timeout(binding: ToolBinding) -> ActivityError:
