@@ -371,7 +371,11 @@ class OutputHook:
         return self._screen.findings if self._screen is not None else []
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        kind = next((value for name, value in headers if name == b"content-type"), b"")
+        kind = b""
+        for name, value in headers:  # a loop, not next(generator): this runs per request
+            if name == b"content-type":
+                kind = value
+                break
         screen = SseOutputHook if b"event-stream" in kind.lower() else JsonOutputHook
         self._screen = screen(self._scanners, self._operation)
         self._screen.start(status, headers)
