@@ -41,12 +41,22 @@ def estimate_prompt_tokens(
     messages = body.get("messages")
     message_count = 0
     if messages is not None:
-        if not isinstance(messages, list):
+        if type(messages) is not list and not isinstance(messages, list):
             raise ValueError("request body: 'messages' must be a list")
         message_count = len(messages)
         for message in messages:
-            _collect_strings(message, texts)
-    for field_name in ("prompt", "input", "tools", "functions", "response_format"):
+            if type(message) is dict:
+                # The usual message, inlined (three times per gateway request): its role and
+                # framing keys skipped, its string content read without a call.
+                for key, item in message.items():
+                    if key not in _FRAMING_KEYS:
+                        if type(item) is str:
+                            texts.append(item)
+                        else:
+                            _collect_strings(item, texts)
+            else:
+                _collect_strings(message, texts)
+    for field_name in _OTHER_TEXT_FIELDS:
         if field_name in body:
             _collect_strings(body[field_name], texts)
     if strict:
@@ -87,6 +97,7 @@ def worst_case_cost(
 
 
 _FRAMING_KEYS = frozenset({"role", "type"})
+_OTHER_TEXT_FIELDS = ("prompt", "input", "tools", "functions", "response_format")
 
 
 def _collect_strings(value: Any, into: list[str]) -> None:

@@ -80,13 +80,36 @@ class Alert:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Reservation:
     id: str
     amount: Amount
     lines: tuple[CounterLine, ...]
     expires_at: float
-    alerts: tuple[Alert, ...] = ()
+    alerts: tuple[Alert, ...]
+
+    def __init__(
+        self,
+        id: str,
+        amount: Amount,
+        lines: tuple[CounterLine, ...],
+        expires_at: float,
+        alerts: tuple[Alert, ...] = (),
+    ) -> None:
+        # One per gateway request: the slots are set directly, not through a frozen
+        # dataclass's generated ``__init__`` (``object.__setattr__`` per field).
+        _set_id(self, id)
+        _set_amount(self, amount)
+        _set_lines(self, lines)
+        _set_expires_at(self, expires_at)
+        _set_alerts(self, alerts)
+
+
+_set_id = Reservation.__dict__["id"].__set__
+_set_amount = Reservation.__dict__["amount"].__set__
+_set_lines = Reservation.__dict__["lines"].__set__
+_set_expires_at = Reservation.__dict__["expires_at"].__set__
+_set_alerts = Reservation.__dict__["alerts"].__set__
 
 
 @dataclass(frozen=True)

@@ -18,20 +18,30 @@ from corral.api.kinds.model import Pricing
 MICRO_USD_PER_USD = 1_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Amount:
     """A quantity budgets count: tokens (input + output) and cost in micro-USD."""
 
     tokens: int
     micro_usd: int
 
-    def __post_init__(self) -> None:
-        if self.tokens < 0 or self.micro_usd < 0:
-            raise ValueError(f"an amount cannot be negative: {self}")
+    def __init__(self, tokens: int, micro_usd: int) -> None:
+        # Several per gateway request: the slots are set directly, not by a frozen dataclass's
+        # generated ``__init__`` and ``__post_init__`` (twice the time).
+        if tokens < 0 or micro_usd < 0:
+            raise ValueError(
+                f"an amount cannot be negative: Amount(tokens={tokens!r}, micro_usd={micro_usd!r})"
+            )
+        _set_tokens(self, tokens)
+        _set_micro_usd(self, micro_usd)
 
     @property
     def usd(self) -> float:
         return self.micro_usd / MICRO_USD_PER_USD
+
+
+_set_tokens = Amount.__dict__["tokens"].__set__
+_set_micro_usd = Amount.__dict__["micro_usd"].__set__
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,7 @@ class Price:
                 f"token counts cannot be negative: input={input_tokens}, output={output_tokens}"
             )
         micro = input_tokens * self.input_per_million + output_tokens * self.output_per_million
-        whole = math.floor(micro)
+        whole = int(micro)  # micro >= 0: int() is floor
         if micro - whole > 1e-6:
             # Clearly a fraction above ``whole`` (no float noise): round up. The same as the
             # general case below, without the costlier decimal rounding.

@@ -25,8 +25,8 @@ an owned file that another process holds fails with a message that says so.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import itertools
 import sqlite3
 from collections.abc import Mapping, Sequence
 
@@ -41,8 +41,9 @@ from corral.store.ratelimit_counters import EPSILON, Answer, CheckArgs, Correcti
 State = tuple[str, int, int]
 Hold = tuple[str, int, int | None]
 FINISHED_KEEP = 4_096
-"""Finished reservation ids remembered, so a duplicate settle is a no-op, not an error
-(the gateway settles each reservation once; this guards against a caller that does not)."""
+"""Finished reservation ids remembered (at least this many, the latest), so a duplicate settle
+is a no-op, not an error (the gateway settles each reservation once; this guards against a
+caller that does not). The oldest are dropped in bulk once there are twice as many."""
 
 
 class OwnedBudgetCounters:
@@ -65,9 +66,8 @@ class OwnedBudgetCounters:
         self._open: dict[str, tuple[dict[str, int], float]] = {}
         # Settled and released ids keep only their state; expired ones their holds too, since
         # a late settle still charges them.
-        self._finished: collections.OrderedDict[str, tuple[str, dict[str, int] | None]] = (
-            collections.OrderedDict()
-        )
+        # Oldest first (a plain dict keeps insertion order; trimmed in bulk by ``_remember``).
+        self._finished: dict[str, tuple[str, dict[str, int] | None]] = {}
         self._dirty: set[str] = set()
         # The settles waiting for the next group commit, one future each (cancelling one
         # waiter leaves the others and the commit alone).
@@ -106,9 +106,13 @@ class OwnedBudgetCounters:
     async def settle(
         self, reservation_id: str, actual: Mapping[str, int]
     ) -> tuple[str, list[State]]:
-        state, holds, back = self._take(reservation_id)
-        if state not in ("held", "expired"):
-            return state, []
+        entry = self._open.pop(reservation_id, None)
+        if entry is not None:  # held: the usual case
+            state, holds, back = "held", entry[0], True
+        else:
+            state, holds, back = self._take(reservation_id)
+            if state not in ("held", "expired"):
+                return state, []
         spent_of, held_of, dirty = self._spent, self._held, self._dirty
         states = []
         for key in sorted(holds):
@@ -148,10 +152,15 @@ class OwnedBudgetCounters:
         return finished[0], finished[1] or {}, False
 
     def _remember(self, reservation_id: str, state: str, holds: dict[str, int] | None) -> None:
-        self._finished[reservation_id] = (state, holds)
-        self._finished.move_to_end(reservation_id)
-        while len(self._finished) > FINISHED_KEEP:
-            self._finished.popitem(last=False)
+        finished = self._finished
+        if reservation_id in finished:  # expired, now released: it moves to the end
+            del finished[reservation_id]
+        finished[reservation_id] = (state, holds)
+        if len(finished) > 2 * FINISHED_KEEP:
+            # In bulk, once per FINISHED_KEEP settles: dropping the oldest one at a time costs
+            # an ordered dictionary's bookkeeping on every settle.
+            for old in list(itertools.islice(finished, len(finished) - FINISHED_KEEP)):
+                del finished[old]
 
     async def expire(self, now: float) -> int:
         gone = [rid for rid, (_holds, expires_at) in self._open.items() if expires_at < now]
