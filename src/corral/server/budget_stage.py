@@ -55,6 +55,7 @@ from corral.metering import (
     estimate_prompt_tokens,
 )
 from corral.metering.budgets import CounterLine
+from corral.metering.pricing import MICRO_USD_PER_USD
 from corral.server.budget_snapshot import BudgetSnapshot, EndpointPrices, worse
 from corral.server.extensions import AuditSink
 
@@ -109,7 +110,16 @@ class _Applicable:
     under one snapshot, worked out on the first: the Budgets that apply, whether one is hard,
     the prices that bound the hold, and the price of each replica that answered."""
 
-    __slots__ = ("_candidates", "_served", "endpoint", "hard", "prices", "rules", "worst")
+    __slots__ = (
+        "_candidates",
+        "_served",
+        "endpoint",
+        "endpoint_ref",
+        "hard",
+        "prices",
+        "rules",
+        "worst",
+    )
 
     def __init__(
         self,
@@ -120,6 +130,7 @@ class _Applicable:
     ) -> None:
         # Held so the id keying this entry stays the Endpoint's while the entry is kept.
         self.endpoint = endpoint
+        self.endpoint_ref = f"{endpoint.namespace}/{endpoint.name}"  # what audit events name
         self.prices = prices = snapshot.prices(endpoint.namespace, endpoint.name)
         self.rules = snapshot.applicable(principal, endpoint.namespace, endpoint.name)
         self.hard = any(rule.hard for rule in self.rules)
@@ -230,13 +241,14 @@ class BudgetGate:
         if hard and plan.cap_field is not None:
             call.payload = {**call.payload, plan.cap_field: plan.cap}
             call.body = orjson.dumps(call.payload)
-        self._reserved(call, result)
+        names = self._names(result.lines)
+        self._reserved(call, result, names, found.endpoint_ref)
         try:
             await call_next(call)
         except BaseException:
-            self._in_background(self._finish(call, result, plan, found))
+            self._in_background(self._finish(call, result, plan, found, names))
             raise
-        await self._finish(call, result, plan, found)
+        await self._finish(call, result, plan, found, names)
 
     async def aclose(self) -> None:
         """Wait for settles and releases still running in the background."""
@@ -356,17 +368,25 @@ class BudgetGate:
             429, message, type="insufficient_quota", code="budget_exceeded", headers=headers
         )
 
-    def _reserved(self, call: Call, reservation: Reservation) -> None:
+    def _reserved(
+        self, call: Call, reservation: Reservation, names: _LineNames, endpoint_ref: str
+    ) -> None:
         for alert in reservation.alerts:
             self._alert(call, alert)
         amount = reservation.amount
+        micro_usd = amount.micro_usd
         self._record(
             call,
             "budget.reserve",
-            self._names(reservation.lines).resource,
+            names.resource,
             "held",
-            amount.usd,
-            {"reservation": reservation.id, "tokens": amount.tokens, "micro_usd": amount.micro_usd},
+            micro_usd / MICRO_USD_PER_USD,
+            {
+                "reservation": reservation.id,
+                "tokens": amount.tokens,
+                "micro_usd": micro_usd,
+                "endpoint": endpoint_ref,
+            },
         )
 
     def _names(self, lines: tuple[CounterLine, ...]) -> _LineNames:
@@ -384,11 +404,15 @@ class BudgetGate:
     # --- after the call --------------------------------------------------------------------
 
     async def _finish(
-        self, call: Call, reservation: Reservation, plan: Plan, found: _Applicable
+        self,
+        call: Call,
+        reservation: Reservation,
+        plan: Plan,
+        found: _Applicable,
+        names: _LineNames,
     ) -> None:
         usage = call.usage
         status = call.upstream_status
-        names = self._names(reservation.lines)
         try:
             if status is None or status >= 400:
                 # Nothing reached the client, or an error answer: a failed call costs nothing.
@@ -399,7 +423,11 @@ class BudgetGate:
                     names.resource,
                     "released" if released else "already-finished",
                     0.0,
-                    {"reservation": reservation.id, "status": status},
+                    {
+                        "reservation": reservation.id,
+                        "status": status,
+                        "endpoint": found.endpoint_ref,
+                    },
                 )
                 return
             if usage is None:
@@ -430,7 +458,7 @@ class BudgetGate:
             "budget.settle",
             names.resource,
             "charged" if settlement.charged else "already-finished",
-            actual.usd,
+            actual.micro_usd / MICRO_USD_PER_USD,
             {
                 "reservation": reservation.id,
                 "tokens": actual.tokens,
@@ -438,6 +466,7 @@ class BudgetGate:
                 "held_tokens": held.tokens,
                 "held_micro_usd": held.micro_usd,
                 "late": settlement.late,
+                "endpoint": found.endpoint_ref,
             },
         )
 
@@ -491,13 +520,17 @@ class BudgetGate:
         cost: float,
         details: dict[str, Any],
     ) -> None:
-        """Audit an event; ``details`` (a dict of the caller's own) gets the Endpoint added."""
+        """Audit an event; ``details`` (a dict of the caller's own) gets the Endpoint added
+        unless it names it already (``endpoint``, as ``namespace/name``)."""
         sink = self._audit()
         if sink is None:
             return
         principal = call.principal
-        endpoint = call.endpoint
-        details["endpoint"] = None if endpoint is None else f"{endpoint.namespace}/{endpoint.name}"
+        if "endpoint" not in details:
+            endpoint = call.endpoint
+            details["endpoint"] = (
+                None if endpoint is None else f"{endpoint.namespace}/{endpoint.name}"
+            )
         try:
             sink.record(
                 AuditEvent(
