@@ -105,27 +105,31 @@ class GroupCommitter:
         self._max_batch = max_batch
         self.loop = asyncio.get_running_loop()
         """The loop the writer runs on: appends make their futures here (one lookup fewer)."""
-        self._queue: list[Append] = []
-        self._wake = asyncio.Event()
-        self._closed = False
+        self.queue: list[Append] = []
+        """Appends not taken by the writer yet (``GroupCommittedJournal.append`` queues here
+        directly, as ``submit`` does)."""
+        self.wake = asyncio.Event()
+        self.closed = False
         self._task = self.loop.create_task(self._run(), name="journal-writer")
         self.batches = 0
         self.appends = 0
 
     def submit(self, item: Append) -> asyncio.Future[None]:
-        if self._closed:
+        if self.closed:
             raise RuntimeError("the session journal is closed")
-        self._queue.append(item)
-        self._wake.set()
+        queue = self.queue
+        if not queue:  # else the writer is awake already, or drains the queue before it sleeps
+            self.wake.set()
+        queue.append(item)
         return item.future
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch = self.queue[: self._max_batch]
+                del self.queue[: self._max_batch]
                 try:
                     outcomes = await self._write(batch)
                 except Exception as error:  # the whole commit failed: every caller learns it
@@ -140,13 +144,13 @@ class GroupCommitter:
                         item.future.set_result(None)
                     else:
                         item.future.set_exception(outcome)
-            if self._closed:
+            if self.closed:
                 return
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        self._closed = True
-        self._wake.set()
+        self.closed = True
+        self.wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -269,8 +273,15 @@ class GroupCommittedJournal:
         claim: Sequence[str] = (),
         lease_seconds: float = 0.0,
     ) -> Awaitable[None]:
+        # GroupCommitter.submit inline (a call fewer on every step of every session).
         committer = self._committer
-        return committer.submit(
+        if committer.closed:
+            raise RuntimeError("the session journal is closed")
+        future = committer.loop.create_future()
+        queue = committer.queue
+        if not queue:  # else the writer is awake already, or drains the queue before it sleeps
+            committer.wake.set()
+        queue.append(
             Append(
                 session_id,
                 events,
@@ -281,6 +292,7 @@ class GroupCommittedJournal:
                 release,
                 claim,
                 lease_seconds,
-                committer.loop.create_future(),
+                future,
             )
         )
+        return future

@@ -24,6 +24,7 @@ from corral.store.session_journal import (
     EventRow,
     GroupCommittedJournal,
     GroupCommitter,
+    NewEvent,
     SessionConflict,
     SessionRow,
     check_page_size,
@@ -213,7 +214,7 @@ class SqliteSessionJournal(GroupCommittedJournal):
         leases: dict[str, str | None] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
-            events: list[tuple[str, int, str, bytearray, float]] = []
+            events: list[NewEvent] = []
             creates: list[SessionRow] = []
             lost: set[str] = set()
             owners = self._owners
@@ -242,10 +243,11 @@ class SqliteSessionJournal(GroupCommittedJournal):
                     lost.add(sid)
                     outcomes[index] = _lost(item)
                     continue
-                for event in item.events:  # the payload as bytearray: see _blob
-                    events.append((event[0], event[1], event[2], bytearray(event[3]), event[4]))
+                events.extend(item.events)
             _insert_sessions(db, creates)
-            db.executemany(_INSERT_EVENT, events)
+            db.executemany(  # the payload as bytearray: see _blob
+                _INSERT_EVENT, [(s, n, k, bytearray(p), c) for s, n, k, p, c in events]
+            )
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
             return self._write_one_by_one(batch, now)
