@@ -167,13 +167,19 @@ def _model_timeout(seconds: float) -> ActivityError:
 
 
 def _from_response(response: Mapping[str, Any]) -> dict[str, Any]:
+    # _is_mapping inline (a model step reads three mappings here).
     choices = response.get("choices")
-    if not isinstance(choices, list) or not choices or not _is_mapping(choices[0]):
+    if not isinstance(choices, list) or not choices:
         raise ActivityError(
             "bad_model_response", "the model's response has no choices[0]", retryable=True
         )
-    message = choices[0].get("message")
-    if not _is_mapping(message):
+    choice = choices[0]
+    if not (type(choice) is dict or isinstance(choice, Mapping)):
+        raise ActivityError(
+            "bad_model_response", "the model's response has no choices[0]", retryable=True
+        )
+    message = choice.get("message")
+    if not (type(message) is dict or isinstance(message, Mapping)):
         raise ActivityError(
             "bad_model_response", "the model's choices[0] has no message", retryable=True
         )
@@ -222,7 +228,8 @@ _NUMBER = (int, float)  # a tuple: ``int | float`` in the loop would build a uni
 
 
 def _usage(usage: Any) -> dict[str, Any]:
-    if usage is None or not _is_mapping(usage):  # None: most answers of a tool-calling turn
+    # None: most answers of a tool-calling turn (and _is_mapping inline)
+    if usage is None or not (type(usage) is dict or isinstance(usage, Mapping)):
         return {}
     out: dict[str, Any] = {}
     for key in _USAGE_KEYS:

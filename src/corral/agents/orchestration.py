@@ -112,29 +112,14 @@ class SessionState:
 def fold(state: SessionState, event: Event, seq: int, created: float) -> None:
     """Apply one journal entry."""
     state.seq = seq
+    # The kinds of every step first: a class pattern is an isinstance check, tried in order.
     match event:
-        case SessionCreated():
-            state.namespace, state.agent = event.namespace, event.agent
-            state.user, state.actors = event.user, event.actors
-            state.limits = _limits(event.limits)
-            state.memory = event.memory
-            state.created = created
-            state.state = "waiting_input"
-        case UserMessage():
-            state.messages.append({"role": "user", "content": event.text})
-            state.state = "active"
-        case ActivityScheduled():
-            state.step = max(state.step, event.step)
-            state.in_flight = event
-            state.model_failure = None
-            if event.activity == "tool":
-                state.approved = None
-                state.pending = [p for p in state.pending if p.call_id != event.call_id]
         case ActivityCompleted():
             # A model call's result stands for its scheduled entry too (that one is journaled
             # only when something else is written first; see ``Runner._defer``): the step and
             # the cleared failure below are what folding it would have done.
-            state.step = max(state.step, event.step)
+            if event.step > state.step:
+                state.step = event.step
             scheduled = state.in_flight
             state.in_flight = None
             state.model_failure = None
@@ -142,6 +127,27 @@ def fold(state: SessionState, event: Event, seq: int, created: float) -> None:
                 _tool_message(state, scheduled.call_id, str(event.result.get("content", "")))
             else:
                 _model_message(state, event)
+        case ActivityScheduled():
+            if event.step > state.step:
+                state.step = event.step
+            state.in_flight = event
+            state.model_failure = None
+            if event.activity == "tool":
+                state.approved = None
+                state.pending = [p for p in state.pending if p.call_id != event.call_id]
+        case UserMessage():
+            state.messages.append({"role": "user", "content": event.text})
+            state.state = "active"
+        case Final():
+            state.answer = None
+            state.state = "waiting_input" if state.memory == "conversation" else "completed"
+        case SessionCreated():
+            state.namespace, state.agent = event.namespace, event.agent
+            state.user, state.actors = event.user, event.actors
+            state.limits = _limits(event.limits)
+            state.memory = event.memory
+            state.created = created
+            state.state = "waiting_input"
         case ActivityFailed():
             state.step = max(state.step, event.step)
             scheduled = state.in_flight
@@ -166,9 +172,6 @@ def fold(state: SessionState, event: Event, seq: int, created: float) -> None:
             else:
                 why = f": {event.reason}" if event.reason else ""
                 _tool_message(state, request.call_id, f"error (denied): the call was denied{why}")
-        case Final():
-            state.answer = None
-            state.state = "waiting_input" if state.memory == "conversation" else "completed"
         case Error():
             state.errors += 1
             if event.call_id is not None:
@@ -185,7 +188,7 @@ def _tool_message(state: SessionState, call_id: str | None, content: str) -> Non
 
 
 def _model_message(state: SessionState, event: ActivityCompleted) -> None:
-    message = dict(event.result.get("message") or {})
+    message = event.result.get("message") or {}  # read only: no copy
     usage = event.result.get("usage") or {}
     state.tokens += int(usage.get("total_tokens") or 0)
     state.cost += float(usage.get("cost_usd") or 0.0)
@@ -195,7 +198,9 @@ def _model_message(state: SessionState, event: ActivityCompleted) -> None:
     if calls:
         assistant["tool_calls"] = calls
     state.messages.append(assistant)
-    state.pending = [_pending(call, index, event.step) for index, call in enumerate(calls)]
+    state.pending = (
+        [_pending(call, index, event.step) for index, call in enumerate(calls)] if calls else []
+    )
     state.answer = None if calls else str(message.get("content") or "")
 
 
@@ -304,7 +309,14 @@ def decide(state: SessionState, agent: AgentConfig) -> Decision:
         if failure.retryable and failure.attempt < MODEL_ATTEMPTS:
             return RunModel(failure.step, failure.attempt + 1)
         return End("failed", f"model call failed ({failure.code}): {failure.error}")
-    limit = _limit_reached(state)
+    limits = state.limits
+    limit = (
+        ""  # the common case without a call: steps left, no token or cost limit
+        if state.step < limits.max_steps
+        and limits.max_tokens is None
+        and limits.max_cost_usd is None
+        else _limit_reached(state)
+    )
     if state.pending:
         call = state.pending[0]
         if call.problem is not None:

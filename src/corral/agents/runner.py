@@ -29,6 +29,7 @@ import orjson
 from corral.agents.activities import ActivityError, Deadlines, call_model, call_tool
 from corral.agents.config import AgentConfig, AgentDirectory
 from corral.agents.events import (
+    ENCODERS,
     ENDED,
     PASSIVE,
     ActivityCompleted,
@@ -117,6 +118,9 @@ class Runner:
         self._tokens = tokens
         self._gate = gate
         self._hub = hub
+        self._watched = hub.watched_ids
+        """Ids of sessions with subscribers (``id in`` it is ``hub.watched(id)``, a call fewer
+        on every step)."""
         self._worker = worker
         self._lease_seconds = lease_seconds
         self._clock = clock
@@ -138,6 +142,7 @@ class Runner:
         awaitable resolves when they are durable. A state change travels with them (and gives
         the lease back when the session passivates or ends)."""
         s = live.state
+        sid = s.id
         before = s.state
         now = self._clock()
         rows: list[tuple[str, int, str, bytes, float]] = []
@@ -152,35 +157,36 @@ class Runner:
             ):  # not its result: journal it first (it is folded already)
                 s.seq += 1
                 kind, payload = encode(scheduled)
-                rows.append((s.id, s.seq, kind, payload, at))
-        watched = self._hub.watched(s.id)
+                rows.append((sid, s.seq, kind, payload, at))
+        watched = sid in self._watched
+        seq = s.seq
         for event in events:
-            kind, payload = encode(event)
-            rows.append((s.id, s.seq + 1, kind, payload, now))
-            fold(s, event, s.seq + 1, now)
+            seq += 1
+            kind, payload = ENCODERS[event.kind](event)  # encode(event), a call fewer
+            rows.append((sid, seq, kind, payload, now))
+            fold(s, event, seq, now)
             if watched:
                 self._publish(s, event)
-        state = s.state if s.state != before or claim else None
-        release = state is not None and state != "active"
-        wake_at: float | None = None
-        if state in PASSIVE:
-            wake_at = self._wake_at(s)
-        elif state is not None:
-            wake_at = 0.0  # active again, or ended: nothing to wake up for
+        if s.state == before and not claim:  # a plain step: the session row stays as it is
+            return self._journal.append(sid, rows, owner=self._worker)
+        state = s.state
+        release = state != "active"
+        # Passivated: woken at its timeout; active again, or ended: nothing to wake up for.
+        wake_at = self._wake_at(s) if state in PASSIVE else 0.0
         if release:
             live.leased = False
         written = self._journal.append(
-            s.id,
+            sid,
             rows,
             owner=self._worker,
             state=state,
-            summary=orjson.dumps(s.summary()) if state is not None else None,
+            summary=orjson.dumps(s.summary()),
             wake_at=wake_at,
             release=release,
             claim=claim,
             lease_seconds=self._lease_seconds,
         )
-        if watched and state is not None:
+        if watched:
             # Told once durable: a subscriber whose stream ends on it may read the journal.
             data = {"state": s.state, "reason": s.reason} if s.reason else {"state": s.state}
             future = asyncio.ensure_future(written)
@@ -210,7 +216,7 @@ class Runner:
         now = self._clock()
         fold(s, event, s.seq, now)  # s.seq unchanged: the row is numbered if it is written
         live.deferred = (event, now)
-        if self._hub.watched(s.id):
+        if s.id in self._watched:
             self._publish(s, event)
 
     def _queue(self, live: Live, events: Sequence[Event]) -> None:
@@ -484,14 +490,17 @@ class Runner:
                     run.step, "model", idempotency_key(s.id, run.step), attempt=run.attempt
                 ),
             )
-        request: dict[str, Any] = {"model": config.model, "messages": _messages(config, s)}
+        request: dict[str, Any] = {
+            "model": config.model,
+            "messages": _messages(config, s) if config.instructions else list(s.messages),
+        }
         if config.tools:
             request["tools"] = self._openai_tools(config)
-            choice = _tool_choice(config, s)
+            choice = _tool_choice(config, s) if config.tool_choice is not None else None
             if choice is not None:
                 request["tool_choice"] = choice
         on_delta = None
-        if self._hub.watched(s.id):
+        if s.id in self._watched:
 
             def on_delta(delta: dict[str, Any]) -> None:
                 self._hub.publish(StreamEvent("model_delta", s.id, delta, run.step))

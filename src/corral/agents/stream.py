@@ -10,7 +10,7 @@ lookup, so the hot path of a session nobody watches pays nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from corral.agents.events import StreamEvent
 
@@ -57,6 +57,12 @@ class Subscription:
 class StreamHub:
     def __init__(self) -> None:
         self._subscribers: dict[str, list[Subscription]] = {}
+
+    @property
+    def watched_ids(self) -> Collection[str]:
+        """The ids of sessions with subscribers, live (the same object for the hub's life):
+        ``id in hub.watched_ids`` is ``hub.watched(id)`` without the call."""
+        return self._subscribers.keys()
 
     def subscribe(self, session_id: str) -> Subscription:
         subscription = Subscription(self, session_id)
