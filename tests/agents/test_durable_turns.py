@@ -4,7 +4,11 @@ conversation across turns (memory: conversation) or completes (memory: none)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
+
+import pytest
 
 from agents.conftest import (
     RecordingTools,
@@ -133,3 +137,28 @@ async def test_streamed_model_deltas_reach_subscribers_and_fold_into_one_message
     view = await runtime.get(sid)
     assert view.events[-1] == {**view.events[-1], "kind": "final", "text": "Hello"}
     assert view.session.summary["tokens"] == 5
+
+
+async def test_waiting_on_a_session_busy_here_times_out_and_can_be_cancelled(
+    make_runtime: Any,
+) -> None:
+    async def slow() -> dict[str, Any]:
+        await asyncio.sleep(20)
+        return {"content": [{"type": "text", "text": "late"}]}
+
+    model = ScriptedModel(
+        lambda messages: reply("done") if tool_results(messages) else tool_calls(("slow", {}))
+    )
+    runtime = await make_runtime(
+        [agent(binding("slow", timeout=60))], model, RecordingTools(slow=slow)
+    )
+    sid = await runtime.create_session("default", "helper", message="go", user="alice")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await runtime.wait(sid, seconds=0.3)
+    assert time.monotonic() - started < 5
+    waiter = asyncio.ensure_future(runtime.wait(sid, seconds=30))
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(waiter, 5)

@@ -303,8 +303,13 @@ class AgentRuntime:
             while True:
                 live = self._runner.live.get(session_id)
                 if live is not None and live.task is not None:
-                    with contextlib.suppress(asyncio.CancelledError):
+                    try:
                         await asyncio.shield(live.task)
+                    except asyncio.CancelledError:
+                        current = asyncio.current_task()
+                        if current is not None and current.cancelling():
+                            raise  # ours (the timeout, or the caller gave up), not the session's
+                        # The session's task was cancelled (this worker stopping): look again.
                     if live.settled:  # its last state change is durable: no need to read it
                         return live.state.state
                     continue
