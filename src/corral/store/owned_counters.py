@@ -279,23 +279,30 @@ class OwnedRateLimitCounters:
                 dirty.add(counted)
             else:
                 leases.setdefault(key, {})[lease_id] = lease_expires
-        self._flush_later()
+        if self._timer is None:  # else the pending flush writes these counts too
+            self._flush_later()
         return Answer(True, tuple(used), -1, 0, 0)
 
     async def finish(
         self, lease_id: str, slot_keys: Sequence[str], corrections: Sequence[Correction]
     ) -> None:
+        leases = self._leases
         for key in slot_keys:
-            held = self._leases.get(key)
+            held = leases.get(key)
             if held is not None:
                 held.pop(lease_id, None)
                 if not held:
-                    del self._leases[key]
-        for key, win, delta in corrections:
-            if (key, win) in self._windows:
-                self._windows[key, win] = max(self._windows[key, win] + delta, 0)
-                self._dirty.add((key, win))
-        self._flush_later()
+                    del leases[key]
+        if corrections:
+            windows, dirty = self._windows, self._dirty
+            for key, win, delta in corrections:
+                counted = (key, win)
+                used = windows.get(counted)
+                if used is not None:
+                    windows[counted] = max(used + delta, 0)
+                    dirty.add(counted)
+        if self._timer is None:
+            self._flush_later()
 
     async def renew(self, leases: Sequence[tuple[str, str]], expires_at: float) -> None:
         for key, lease_id in leases:
