@@ -9,7 +9,8 @@ the URL instead: the same API lives under two base URLs,
 and ``GET {base}/models`` answers under both (corral's ``openai`` runtime probes it). A gateway
 that routes by model name gets two models (``chat`` -> ``/v1``, ``chat-stream`` ->
 ``/stream/v1``); a bare pass-through forwards the path it was given. The answers are ``return``
-directives (no files, no modules), so any stock ``nginx`` package serves them.
+directives (no files, no modules), so any stock ``nginx`` package serves them; the plain answer
+carries nginx's ``$request_id``, so no two are alike.
 """
 
 from __future__ import annotations
@@ -26,16 +27,23 @@ CHAT_MODEL = "chat"
 STREAM_MODEL = "chat-stream"
 STREAM_PREFIX = "/stream"
 
+ANSWER_REFERENCE = "$request_id"
+"""nginx fills this in per answer (32 random hex digits): every non-streamed answer differs, as
+a model's do, so a gateway cannot serve its output screening from a cache of answers seen."""
+
 CHAT_BODY = orjson.dumps(
     {
-        "id": "chatcmpl-bench",
+        "id": f"chatcmpl-{ANSWER_REFERENCE}",
         "object": "chat.completion",
         "created": 1700000000,
         "model": CHAT_MODEL,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "Hello! How can I help you today?"},
+                "message": {
+                    "role": "assistant",
+                    "content": f"Hello! How can I help you today? (ref {ANSWER_REFERENCE})",
+                },
                 "finish_reason": "stop",
             }
         ],
