@@ -13,7 +13,12 @@ pinned together on the other core:
 - LiteLLM proxy, one worker, master key, no database (own venv, pinned version);
 - corral ``up`` with all governance on: API key of a Team, a Cedar Policy, a hard Budget, a
   RateLimit, input guardrails, metrics, tracing, audit (``peers/governed_corral.py``). Pieces
-  the server does not have yet are reported and the row marked "partial governance".
+  the server does not have yet are reported and the row marked "partial governance". Every
+  request to corral carries a prompt of its own (six letters of a counter in it, see
+  ``peers/loadgen.py``'s ``VARY_MARK``), so its input guardrails scan each one as they would
+  real users' messages; ``--repeated-prompt`` adds a row with one prompt repeated, which its
+  cache of texts found clean answers. The upstream's plain answers differ too (nginx's
+  ``$request_id`` in them), so output screening is never a cache hit either.
 
 Per target and run: saturation (``wrk``, 64 connections, non-streamed), latency at fixed rates
 (300 and 200 req/s; LiteLLM only at 30 req/s, all it sustains) from an open-loop generator that
@@ -22,6 +27,7 @@ fixed rate. "Added" is the target minus direct in the same run; figures are medi
 (targets interleaved in each run, so background load on a shared machine hits all alike).
 
     python benchmarks/gateway_peers_bench.py [--quick] [--runs N] [--skip litellm,aiohttp]
+        [--repeated-prompt]
 
 Needs ``nginx`` and ``wrk`` (``apt-get install -y nginx wrk``); creates the LiteLLM venv under
 ~/.cache/corral/bench on first use (PyPI).
@@ -41,6 +47,8 @@ import httpx
 import uvloop
 from peers.fake_upstream import CHAT_MODEL, STREAM_MODEL, STREAM_PREFIX, NginxUpstream
 from peers.governed_corral import (
+    PROMPT,
+    VARIED_PROMPT,
     GovernedCorral,
     chat_body,
     corral_version,
@@ -89,7 +97,12 @@ def pass_through_target(label: str, url: str, rates: list[int], stream_rate: int
 
 
 def model_target(
-    label: str, url: str, headers: dict[str, str], rates: list[int], stream_rate: int
+    label: str,
+    url: str,
+    headers: dict[str, str],
+    rates: list[int],
+    stream_rate: int,
+    prompt: str = PROMPT,
 ) -> Target:
     """A gateway routing by model name: ``chat`` and ``chat-stream`` on the same URL."""
     return Target(
@@ -97,8 +110,8 @@ def model_target(
         url + "/v1/chat/completions",
         url + "/v1/chat/completions",
         {"content-type": "application/json", **headers},
-        chat_body(CHAT_MODEL),
-        stream_body(STREAM_MODEL),
+        chat_body(CHAT_MODEL, prompt=prompt),
+        stream_body(STREAM_MODEL, prompt=prompt),
         rates,
         stream_rate,
     )
@@ -298,7 +311,8 @@ RAW_LABEL = "bare raw-ASGI pass-through (uvicorn+httptools+uvloop, aiohttp poole
 RAW_OWN_CLIENT_LABEL = "bare raw-ASGI pass-through with corral's own HTTP client (stricter floor)"
 AIOHTTP_LABEL = "bare aiohttp pass-through"
 LITELLM_LABEL = "LiteLLM proxy, 1 worker, master key, no DB"
-CORRAL_LABEL = "corral up, all governance on"
+CORRAL_LABEL = "corral up, all governance on, a prompt of its own per request"
+CORRAL_REPEATED_LABEL = "corral up, all governance on, one prompt repeated (guardrail cache hits)"
 
 
 def main() -> None:
@@ -309,6 +323,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, help="rounds over all targets (default 3, quick 1)")
     parser.add_argument("--skip", default="", help="comma-separated: raw, aiohttp, litellm, corral")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
+    parser.add_argument(
+        "--repeated-prompt",
+        action="store_true",
+        help="also time corral with one prompt repeated (its guardrails then answer from the "
+        "cache of texts found clean); the goals use the varied prompts either way",
+    )
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
     args.wrk_seconds, args.seconds, args.stream_seconds = (3, 3, 3) if args.quick else (10, 8, 6)
@@ -373,7 +393,9 @@ def main() -> None:
             print("starting corral with governance...", flush=True)
             corral = GovernedCorral(upstream, layout.server).start()
             stops.append(corral.stop)
-            target = model_target(CORRAL_LABEL, corral.url, corral.headers, [300, 200], 100)
+            target = model_target(
+                CORRAL_LABEL, corral.url, corral.headers, [300, 200], 100, VARIED_PROMPT
+            )
             probes = corral.probe()
             gaps = governance_gaps(corral.missing, probes)
             target.note = (
@@ -386,6 +408,12 @@ def main() -> None:
             )
             governance += "".join(f"\n  missing {piece}: {why}" for piece, why in gaps.items())
             targets.append(target)
+            if args.repeated_prompt:
+                repeated = model_target(
+                    CORRAL_REPEATED_LABEL, corral.url, corral.headers, [300, 200], 100
+                )
+                repeated.note = "the same process, every request the same prompt"
+                targets.append(repeated)
         for target in targets:
             check_target(target)
         versions = {

@@ -41,6 +41,7 @@ import httpx
 import yaml
 
 from peers.fake_upstream import CHAT_MODEL, STREAM_MODEL, NginxUpstream
+from peers.loadgen import VARY_MARK
 from peers.processes import Process, wait_until
 
 API_VERSION = "corral.dev/v1alpha1"
@@ -61,6 +62,11 @@ UPSTREAM_MODEL_ID = "gpt-4o-mini"
 INPUT_GUARDRAILS = {"pii": "redact", "secrets": "redact", "injection": "block", "unicode": "redact"}
 
 
+VARIED_PROMPT = f"{PROMPT} (note {VARY_MARK})"
+"""The prompt with a tag of its own per request (``peers.loadgen.VARY_MARK``): what corral is
+timed with, so its input guardrails scan every prompt, as they would real users' messages."""
+
+
 def chat_body(model: str = CHAT_MODEL, stream: bool = False, prompt: str = PROMPT) -> bytes:
     """The request every target gets: one user message, max_tokens 16 (budgets reserve it)."""
     body: dict[str, Any] = {
@@ -74,8 +80,8 @@ def chat_body(model: str = CHAT_MODEL, stream: bool = False, prompt: str = PROMP
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def stream_body(model: str = STREAM_MODEL) -> bytes:
-    return chat_body(model, stream=True)
+def stream_body(model: str = STREAM_MODEL, prompt: str = PROMPT) -> bytes:
+    return chat_body(model, stream=True, prompt=prompt)
 
 
 def _object(kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
