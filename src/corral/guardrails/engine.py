@@ -22,7 +22,12 @@ from corral.guardrails._spans import redact, to_finding
 from corral.guardrails._unicode import unicode_detector
 from corral.guardrails.classifier import ClassifierScanner
 from corral.guardrails.config import GuardrailConfig
-from corral.guardrails.stream import CLEAN_TEXT_MAX_CHARS, CLEAN_TEXTS_KEPT, StreamScanner
+from corral.guardrails.stream import StreamScanner
+
+CLEAN_TEXTS_KEPT = 1024
+"""How many clean texts a ``Guardrails`` remembers (per injection setting)."""
+CLEAN_TEXT_MAX_CHARS = 8192
+"""Longer texts are always scanned: the cache holds at most 16 M characters in all."""
 
 
 class GuardrailInputError(ValueError):
@@ -151,9 +156,7 @@ class Guardrails:
 
     def stream(self, location: str = "stream") -> StreamScanner:
         """A scanner for one streamed response; injection heuristics do not run on output."""
-        # It shares the texts found clean without the injection heuristics (the detectors it
-        # runs): an answer scanned before is not scanned again.
-        return StreamScanner(self._span_detectors, self.config, location, self._clean[False])
+        return StreamScanner(self._span_detectors, self.config, location)
 
     def _with_config_action(self, finding: Finding) -> Finding:
         return replace(finding, action=self.config.classifier or finding.action)

@@ -15,8 +15,6 @@ released from inside a match or a group of overlapping matches.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 from corral.guardrails._detector import Detector, Match
 from corral.guardrails._findings import Finding, Outcome, strongest
 from corral.guardrails._spans import redact, to_finding
@@ -29,27 +27,15 @@ _LEFT_CONTEXT = 16
 # this many have arrived. Releasing later never changes what is released, only when.
 _MIN_STEP = 16
 
-CLEAN_TEXTS_KEPT = 1024
-"""How many texts found clean a :class:`~corral.guardrails.Guardrails` remembers (per flavour)."""
-CLEAN_TEXT_MAX_CHARS = 8192
-"""Longer texts are not remembered (a lookup hashes the text; long ones rarely repeat)."""
-
 
 class StreamScanner:
     """Feed chunks in order, then call :meth:`flush` once. After a blocking finding the scanner
     releases nothing more; ``blocked`` says so and the caller ends the response."""
 
     def __init__(
-        self,
-        detectors: tuple[Detector, ...],
-        config: GuardrailConfig,
-        location: str = "stream",
-        clean: OrderedDict[str, None] | None = None,
+        self, detectors: tuple[Detector, ...], config: GuardrailConfig, location: str = "stream"
     ) -> None:
         self._detectors = detectors
-        # Texts these detectors found nothing in, shared with the Guardrails that made this
-        # scanner: a whole answer seen before (a canned greeting) is passed on unscanned.
-        self._clean = clean
         self._config = config
         self._location = location
         self._buffer = ""
@@ -102,25 +88,9 @@ class StreamScanner:
             raise TypeError(f"StreamScanner.feed_whole: expected str, got {type(text).__name__}")
         if self._flushed:
             raise RuntimeError("StreamScanner.feed_whole: the stream was already flushed")
-        clean = self._clean
-        if clean is None or self._blocked or self._buffer or self._offset or self._findings:
-            if not self._blocked:
-                self._buffer += text
-            return self.flush()
-        # A fresh scanner given a whole text scans it as ``Guardrails.scan_text`` would with
-        # these detectors (no left context, the end of the text settles every match): a text
-        # found clean either way is clean for both, and is released unchanged.
-        if text in clean:
-            clean.move_to_end(text)
-            self._flushed = True
-            return text
-        self._buffer = text
-        released = self.flush()
-        if not self._findings and len(text) <= CLEAN_TEXT_MAX_CHARS:
-            clean[text] = None
-            if len(clean) > CLEAN_TEXTS_KEPT:
-                clean.popitem(last=False)
-        return released
+        if not self._blocked:
+            self._buffer += text
+        return self.flush()
 
     def flush(self) -> str:
         if self._flushed:
