@@ -121,26 +121,15 @@ async def call_model(
                 return await _model_call(model, request, token, on_delta)
         except TimeoutError:
             raise _model_timeout(seconds) from None
-    # The call inline, not through _model_call: a coroutine fewer per step (as call_tool).
     task = deadlines.arm(seconds, task)
     try:
-        response = await model(request, token)
-        if type(response) is dict or isinstance(response, Mapping):  # see _is_mapping
-            result = _from_response(response)
-        else:
-            result = await _from_stream(response, on_delta)
-    except ActivityError:
-        deadlines.disarm(task)
-        raise
+        return await _model_call(model, request, token, on_delta)
     except asyncio.CancelledError:
         if deadlines.disarm(task):
             raise _model_timeout(seconds) from None
         raise
-    except Exception as error:  # the gateway's answer or a transport failure, kept as data
+    finally:
         deadlines.disarm(task)
-        raise ActivityError("model_error", _describe(error), retryable=True) from error
-    deadlines.disarm(task)
-    return result
 
 
 async def _model_call(
@@ -167,19 +156,13 @@ def _model_timeout(seconds: float) -> ActivityError:
 
 
 def _from_response(response: Mapping[str, Any]) -> dict[str, Any]:
-    # _is_mapping inline (a model step reads three mappings here).
     choices = response.get("choices")
-    if not isinstance(choices, list) or not choices:
+    if not isinstance(choices, list) or not choices or not _is_mapping(choices[0]):
         raise ActivityError(
             "bad_model_response", "the model's response has no choices[0]", retryable=True
         )
-    choice = choices[0]
-    if not (type(choice) is dict or isinstance(choice, Mapping)):
-        raise ActivityError(
-            "bad_model_response", "the model's response has no choices[0]", retryable=True
-        )
-    message = choice.get("message")
-    if not (type(message) is dict or isinstance(message, Mapping)):
+    message = choices[0].get("message")
+    if not _is_mapping(message):
         raise ActivityError(
             "bad_model_response", "the model's choices[0] has no message", retryable=True
         )
@@ -228,8 +211,7 @@ _NUMBER = (int, float)  # a tuple: ``int | float`` in the loop would build a uni
 
 
 def _usage(usage: Any) -> dict[str, Any]:
-    # None: most answers of a tool-calling turn (and _is_mapping inline)
-    if usage is None or not (type(usage) is dict or isinstance(usage, Mapping)):
+    if usage is None or not _is_mapping(usage):  # None: most answers of a tool-calling turn
         return {}
     out: dict[str, Any] = {}
     for key in _USAGE_KEYS:
@@ -258,19 +240,15 @@ async def call_tool(
                 return await _tool_call(tools, binding, arguments, idempotency_key, token)
         except TimeoutError:
             raise _tool_timeout(binding) from None
-    # The call inline, not through _tool_call: a coroutine fewer per step.
     task = deadlines.arm(binding.timeout_seconds, task)
     try:
-        result = await tools.call(binding.tool, binding.name, arguments, idempotency_key, token)
+        return await _tool_call(tools, binding, arguments, idempotency_key, token)
     except asyncio.CancelledError:
         if deadlines.disarm(task):
             raise _tool_timeout(binding) from None
         raise
-    except Exception as error:  # the tool's process or connection failed: the model is told
+    finally:
         deadlines.disarm(task)
-        raise _tool_failed(binding, error) from error
-    deadlines.disarm(task)
-    return tool_result(binding.function, result)
 
 
 async def _tool_call(
@@ -285,12 +263,10 @@ async def _tool_call(
     except asyncio.CancelledError:
         raise
     except Exception as error:  # the tool's process or connection failed: the model is told
-        raise _tool_failed(binding, error) from error
+        raise ActivityError(
+            "tool_failed", f"tool {binding.function} failed: {_describe(error)}"
+        ) from error
     return tool_result(binding.function, result)
-
-
-def _tool_failed(binding: ToolBinding, error: Exception) -> ActivityError:
-    return ActivityError("tool_failed", f"tool {binding.function} failed: {_describe(error)}")
 
 
 def _tool_timeout(binding: ToolBinding) -> ActivityError:

@@ -224,16 +224,12 @@ def _entry_encoder(kind: str) -> Callable[[Any], tuple[str, bytes]]:
     return encoder
 
 
-ENCODERS: dict[str, Callable[[Any], tuple[str, bytes]]] = {
-    kind: _entry_encoder(kind) for kind in _TYPES
-}
-"""The encoder of each kind: ``ENCODERS[event.kind](event)`` is ``encode(event)`` (the journal
-write of every step calls it directly, a call fewer)."""
+_ENCODERS = {kind: _entry_encoder(kind) for kind in _TYPES}
 
 
 def encode(event: Event) -> tuple[str, bytes]:
     """(kind, payload): fields at their default values are left out, to keep rows small."""
-    return ENCODERS[event.kind](event)
+    return _ENCODERS[event.kind](event)
 
 
 def decode(kind: str, payload: bytes) -> Event:

@@ -309,14 +309,7 @@ def decide(state: SessionState, agent: AgentConfig) -> Decision:
         if failure.retryable and failure.attempt < MODEL_ATTEMPTS:
             return RunModel(failure.step, failure.attempt + 1)
         return End("failed", f"model call failed ({failure.code}): {failure.error}")
-    limits = state.limits
-    limit = (
-        ""  # the common case without a call: steps left, no token or cost limit
-        if state.step < limits.max_steps
-        and limits.max_tokens is None
-        and limits.max_cost_usd is None
-        else _limit_reached(state)
-    )
+    limit = _limit_reached(state)
     if state.pending:
         call = state.pending[0]
         if call.problem is not None:

@@ -29,7 +29,6 @@ import orjson
 from corral.agents.activities import ActivityError, Deadlines, call_model, call_tool
 from corral.agents.config import AgentConfig, AgentDirectory
 from corral.agents.events import (
-    ENCODERS,
     ENDED,
     PASSIVE,
     ActivityCompleted,
@@ -162,7 +161,7 @@ class Runner:
         seq = s.seq
         for event in events:
             seq += 1
-            kind, payload = ENCODERS[event.kind](event)  # encode(event), a call fewer
+            kind, payload = encode(event)
             rows.append((sid, seq, kind, payload, now))
             fold(s, event, seq, now)
             if watched:
@@ -490,13 +489,10 @@ class Runner:
                     run.step, "model", idempotency_key(s.id, run.step), attempt=run.attempt
                 ),
             )
-        request: dict[str, Any] = {
-            "model": config.model,
-            "messages": _messages(config, s) if config.instructions else list(s.messages),
-        }
+        request: dict[str, Any] = {"model": config.model, "messages": _messages(config, s)}
         if config.tools:
             request["tools"] = self._openai_tools(config)
-            choice = _tool_choice(config, s) if config.tool_choice is not None else None
+            choice = _tool_choice(config, s)
             if choice is not None:
                 request["tool_choice"] = choice
         on_delta = None

@@ -105,31 +105,29 @@ class GroupCommitter:
         self._max_batch = max_batch
         self.loop = asyncio.get_running_loop()
         """The loop the writer runs on: appends make their futures here (one lookup fewer)."""
-        self.queue: list[Append] = []
-        """Appends not taken by the writer yet (``GroupCommittedJournal.append`` queues here
-        directly, as ``submit`` does)."""
-        self.wake = asyncio.Event()
-        self.closed = False
+        self._queue: list[Append] = []
+        self._wake = asyncio.Event()
+        self._closed = False
         self._task = self.loop.create_task(self._run(), name="journal-writer")
         self.batches = 0
         self.appends = 0
 
     def submit(self, item: Append) -> asyncio.Future[None]:
-        if self.closed:
+        if self._closed:
             raise RuntimeError("the session journal is closed")
-        queue = self.queue
+        queue = self._queue
         if not queue:  # else the writer is awake already, or drains the queue before it sleeps
-            self.wake.set()
+            self._wake.set()
         queue.append(item)
         return item.future
 
     async def _run(self) -> None:
         while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue:
-                batch = self.queue[: self._max_batch]
-                del self.queue[: self._max_batch]
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
                 try:
                     outcomes = await self._write(batch)
                 except Exception as error:  # the whole commit failed: every caller learns it
@@ -144,13 +142,13 @@ class GroupCommitter:
                         item.future.set_result(None)
                     else:
                         item.future.set_exception(outcome)
-            if self.closed:
+            if self._closed:
                 return
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        self.closed = True
-        self.wake.set()
+        self._closed = True
+        self._wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -273,15 +271,8 @@ class GroupCommittedJournal:
         claim: Sequence[str] = (),
         lease_seconds: float = 0.0,
     ) -> Awaitable[None]:
-        # GroupCommitter.submit inline (a call fewer on every step of every session).
         committer = self._committer
-        if committer.closed:
-            raise RuntimeError("the session journal is closed")
-        future = committer.loop.create_future()
-        queue = committer.queue
-        if not queue:  # else the writer is awake already, or drains the queue before it sleeps
-            committer.wake.set()
-        queue.append(
+        return committer.submit(
             Append(
                 session_id,
                 events,
@@ -292,7 +283,6 @@ class GroupCommittedJournal:
                 release,
                 claim,
                 lease_seconds,
-                future,
+                committer.loop.create_future(),
             )
         )
-        return future
