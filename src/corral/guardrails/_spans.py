@@ -35,6 +35,8 @@ def redact(text: str, findings: Iterable[Finding], offset: int = 0) -> str:
     spans = sorted(
         (f.span[0] - offset, -(f.span[1] - offset), f.type) for f in findings if f.action != "log"
     )
+    if not spans:
+        return text  # the usual clean text: nothing to cut or join
     pieces: list[str] = []
     cursor = 0
     index = 0

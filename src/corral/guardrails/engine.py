@@ -128,8 +128,6 @@ class Guardrails:
         if not isinstance(text, str):
             raise GuardrailInputError(f"{location}: expected a string, got {type(text).__name__}")
         findings = self._findings(text, location, injection=injection)
-        if not findings:
-            return ScanResult((), "allow", text)  # what redact and strongest give for none
         return ScanResult(tuple(findings), strongest(findings), redact(text, findings))
 
     def scan_input(self, messages: Sequence[Mapping[str, object]]) -> ScanResult:

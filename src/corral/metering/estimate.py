@@ -41,21 +41,11 @@ def estimate_prompt_tokens(
     messages = body.get("messages")
     message_count = 0
     if messages is not None:
-        if type(messages) is not list and not isinstance(messages, list):
+        if not isinstance(messages, list):
             raise ValueError("request body: 'messages' must be a list")
         message_count = len(messages)
         for message in messages:
-            if type(message) is dict:
-                # The usual message, inlined (three times per gateway request): its role and
-                # framing keys skipped, its string content read without a call.
-                for key, item in message.items():
-                    if key not in _FRAMING_KEYS:
-                        if type(item) is str:
-                            texts.append(item)
-                        else:
-                            _collect_strings(item, texts)
-            else:
-                _collect_strings(message, texts)
+            _collect_strings(message, texts)
     for field_name in _OTHER_TEXT_FIELDS:
         if field_name in body:
             _collect_strings(body[field_name], texts)

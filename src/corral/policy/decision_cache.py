@@ -157,24 +157,12 @@ class DecisionCache:
 
 
 def _context_key(context: Mapping[str, Any], reads: frozenset[str] | None) -> Hashable:
-    # Every gateway request computes this (two small records: the clock and the client IP):
-    # scalars are keyed inline, and records are walked with loops rather than generators.
-    parts: list[tuple[str, Hashable]] = []
+    parts = []
     for name, value in context.items():
         if type(name) is not str:
             raise _Uncacheable
-        kind = type(value)
-        if kind is str or value is None:
-            key: Hashable = value
-        elif reads is None or name in reads:
-            key = (kind, value) if kind is int or kind is bool or kind is float else _exact(value)
-        elif kind is int and _LONG_MIN <= value <= _LONG_MAX:
-            key = int
-        elif kind is bool:
-            key = bool
-        else:
-            key = _shape(value)
-        parts.append((name, key))
+        exact = reads is None or name in reads
+        parts.append((name, _exact(value) if exact else _shape(value)))
     return tuple(parts)
 
 
@@ -186,20 +174,9 @@ def _exact(value: Any) -> Hashable:
     if kind is int or kind is bool or kind is float:
         return (kind, value)
     if kind is dict:
-        fields: list[tuple[str, Hashable]] = []
-        for name, item in value.items():
-            if type(name) is not str:
-                raise _Uncacheable
-            item_kind = type(item)
-            if item_kind is str or item is None:
-                fields.append((name, item))
-            elif item_kind is int or item_kind is bool or item_kind is float:
-                fields.append((name, (item_kind, item)))
-            else:
-                fields.append((name, _exact(item)))
-        return (dict, tuple(fields))
+        return (dict, tuple((_key(name), _exact(item)) for name, item in value.items()))
     if kind is list or kind is tuple:
-        return (list, tuple([_exact(item) for item in value]))
+        return (list, tuple(_exact(item) for item in value))
     raise _Uncacheable
 
 
@@ -211,16 +188,11 @@ def _shape(value: Any) -> Hashable:
     if kind is bool:
         return bool
     if kind is dict and "__extn" not in value and "__entity" not in value:
-        fields: list[tuple[str, Hashable]] = []
-        for name, item in value.items():
-            if type(name) is not str:
-                raise _Uncacheable
-            item_kind = type(item)
-            if item_kind is int and _LONG_MIN <= item <= _LONG_MAX:
-                fields.append((name, int))
-            elif item_kind is bool:
-                fields.append((name, bool))
-            else:
-                fields.append((name, _shape(item)))
-        return (dict, tuple(fields))
+        return (dict, tuple((_key(name), _shape(item)) for name, item in value.items()))
     return _exact(value)
+
+
+def _key(name: object) -> str:
+    if type(name) is not str:
+        raise _Uncacheable
+    return name

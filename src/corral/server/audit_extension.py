@@ -54,7 +54,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -327,24 +327,18 @@ def invoke_event(
         details["error"] = error_code
     if call.served_by is not None:
         details["servedBy"] = call.served_by
-    folded: list[dict[str, Any]] = []
-    checked = True
-    for event in budget_events:
-        if not (event.action.isascii() and event.resource.isascii() and event.decision.isascii()):
-            checked = False
-        entry = dict(event.details)
-        entry.pop("endpoint", None)  # the record's own resource names it
-        entry["action"] = event.action
-        entry["resource"] = event.resource
-        entry["decision"] = event.decision
-        entry["cost"] = event.cost
-        folded.append(entry)
-    # A recorded event's details already read back unchanged from JSON (AuditEvent checked
-    # them) and so does its finite cost: the folded entries need no second check and copy
-    # unless a name is not ASCII (where the check looks for what JSON cannot carry).
-    if folded and not checked:
+    if budget_events:
+        folded: list[dict[str, Any]] = []
+        for event in budget_events:
+            entry = dict(event.details)
+            entry.pop("endpoint", None)  # the record's own resource names it
+            entry["action"] = event.action
+            entry["resource"] = event.resource
+            entry["decision"] = event.decision
+            entry["cost"] = event.cost
+            folded.append(entry)
         details["budget"] = folded
-    record = AuditEvent(
+    return AuditEvent(
         actor=f"{principal.kind}:{principal.id}" if principal is not None else "anonymous",
         action="invoke",
         resource=(
@@ -357,11 +351,6 @@ def invoke_event(
         cost=call.cost_usd or 0.0,
         details=details,
     )
-    if folded and checked:
-        # The record's details are its own fresh dict (AuditEvent copies what it is given),
-        # and the entries were made here: nobody else holds either.
-        cast(dict[str, Any], record.details)["budget"] = folded
-    return record
 
 
 async def shared_signing_key(store: Store) -> SigningKey:

@@ -55,7 +55,6 @@ from corral.metering import (
     estimate_prompt_tokens,
 )
 from corral.metering.budgets import CounterLine
-from corral.metering.pricing import MICRO_USD_PER_USD
 from corral.server.budget_snapshot import BudgetSnapshot, EndpointPrices, worse
 from corral.server.extensions import AuditSink
 
@@ -374,17 +373,16 @@ class BudgetGate:
         for alert in reservation.alerts:
             self._alert(call, alert)
         amount = reservation.amount
-        micro_usd = amount.micro_usd
         self._record(
             call,
             "budget.reserve",
             names.resource,
             "held",
-            micro_usd / MICRO_USD_PER_USD,
+            amount.usd,
             {
                 "reservation": reservation.id,
                 "tokens": amount.tokens,
-                "micro_usd": micro_usd,
+                "micro_usd": amount.micro_usd,
                 "endpoint": endpoint_ref,
             },
         )
@@ -458,7 +456,7 @@ class BudgetGate:
             "budget.settle",
             names.resource,
             "charged" if settlement.charged else "already-finished",
-            actual.micro_usd / MICRO_USD_PER_USD,
+            actual.usd,
             {
                 "reservation": reservation.id,
                 "tokens": actual.tokens,

@@ -327,8 +327,6 @@ class GuardrailsExtension(Extension):
                     findings.extend(result.findings)
                     if result.redacted_text != item.text:
                         rewrites.append((item, result.redacted_text))
-        if not findings and not guard.classifiers:
-            return  # the usual request: nothing found, nobody else to ask
         outcome = strongest(findings)
         if guard.classifiers and outcome != "block":
             findings.extend(await self._judge(guard, texts))

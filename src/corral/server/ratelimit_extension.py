@@ -46,7 +46,6 @@ from corral.metering.budgets import Subject
 from corral.metering.estimate import estimate_prompt_tokens
 from corral.metering.ratelimits import (
     LEASE_TTL_S,
-    WINDOW_S,
     Admission,
     Check,
     CheckPlan,
@@ -207,9 +206,6 @@ class RateLimitExtension(Extension):
         # request looks its plan up instead of matching rules; a new snapshot starts afresh.
         self._plans: dict[tuple[object, ...], CheckPlan | None] = {}
         self._plans_of: RateLimitSet | None = None
-        # The current window: its number and its [start, end) in Unix seconds, kept until the
-        # clock leaves it (``window_position`` once a minute, not per request).
-        self._window = (0, 0, 0)
         self.refusals = Counter(
             "corral_ratelimit_refusals",
             "Requests refused by a RateLimit, by limit kind",
@@ -287,13 +283,7 @@ class RateLimitExtension(Extension):
             except ValueError as error:
                 raise GatewayError(400, str(error)) from None
         now = time.time()
-        window, start, end = self._window
-        if not start <= now < end:
-            window = window_position(now)[0]
-            start = window * WINDOW_S
-            end = start + WINDOW_S
-            self._window = (window, start, end)
-        weight = 1.0 - (now - start) / WINDOW_S  # as window_position says
+        window, weight = window_position(now)
         slot_keys = plan.slot_keys
         lease = f"{self._lease_prefix}{next(self._lease_numbers):x}" if slot_keys else ""
         try:

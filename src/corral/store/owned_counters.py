@@ -106,13 +106,9 @@ class OwnedBudgetCounters:
     async def settle(
         self, reservation_id: str, actual: Mapping[str, int]
     ) -> tuple[str, list[State]]:
-        entry = self._open.pop(reservation_id, None)
-        if entry is not None:  # held: the usual case
-            state, holds, back = "held", entry[0], True
-        else:
-            state, holds, back = self._take(reservation_id)
-            if state not in ("held", "expired"):
-                return state, []
+        state, holds, back = self._take(reservation_id)
+        if state not in ("held", "expired"):
+            return state, []
         spent_of, held_of, dirty = self._spent, self._held, self._dirty
         states = []
         for key in sorted(holds):
@@ -279,8 +275,7 @@ class OwnedRateLimitCounters:
                 dirty.add(counted)
             else:
                 leases.setdefault(key, {})[lease_id] = lease_expires
-        if self._timer is None:  # else the pending flush writes these counts too
-            self._flush_later()
+        self._flush_later()
         return Answer(True, tuple(used), -1, 0, 0)
 
     async def finish(
@@ -301,8 +296,7 @@ class OwnedRateLimitCounters:
                 if used is not None:
                     windows[counted] = max(used + delta, 0)
                     dirty.add(counted)
-        if self._timer is None:
-            self._flush_later()
+        self._flush_later()
 
     async def renew(self, leases: Sequence[tuple[str, str]], expires_at: float) -> None:
         for key, lease_id in leases:
