@@ -270,6 +270,21 @@ class TestBadClientsAndBadApps:
         assert received.startswith(b"HTTP/1.1 500 Internal Server Error")
         assert any("GET /x failed" in record.getMessage() for record in caplog.records)
 
+    async def test_headers_given_as_any_iterable_are_written(self) -> None:
+        async def generated(_scope: Any, _receive: Any, send: Any) -> None:
+            pairs = ((b"content-type", b"text/plain"), (b"content-length", b"2"))
+            headers = (pair for pair in pairs)  # ASGI allows any iterable
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        async with running(generated) as (_, port):
+            received = await raw_exchange(
+                port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"content-type: text/plain\r\n" in received
+        assert received.endswith(b"\r\n\r\nok")
+
     @pytest.mark.parametrize(
         "bad",
         [

@@ -575,6 +575,8 @@ class _Cycle:
         length_given = False
         connection_header = False
         headers = message.get("headers", ())
+        if type(headers) is not list:  # any iterable (ASGI): it is walked twice below
+            headers = list(headers)
         for name, value in headers:
             name = name.lower()
             if name == b"content-length":
@@ -603,10 +605,11 @@ class _Cycle:
             self.remaining = None
         parts.append(b"\r\n")
         head = b"".join(parts)
-        # Every line break the head may hold is one this method wrote (a line per header, the
-        # status and date lines, the blank line): a CR or LF inside a name or value is one
-        # more, counted by two scans in C instead of five tests per header in Python.
-        lines = len(headers) + len(parts) - 4 * len(headers) - (not parts[1])
+        # Every line break the head may hold is one this method wrote: ``parts`` is the status
+        # line, the date line (empty before the first tick), four pieces per header (one line),
+        # one piece per header line added here, and the blank line. A CR or LF inside a name or
+        # value is one more, counted by two scans in C instead of four tests per header.
+        lines = len(parts) - 3 * len(headers) - (0 if parts[1] else 1)
         if head.count(b"\n") != lines or head.count(b"\r") != lines:
             _refuse_header_breaks(headers)
         for name, _value in headers:
