@@ -107,6 +107,11 @@ async def test_failing_upstream_leaves_rotation_after_repeated_failures_and_retu
     checks_when_down = len(upstream.authorizations)
     upstream.healthy = True
     await wait_for(supervisor, spec.name, lambda s: s.ready)
+    async with asyncio.timeout(10):  # on_change is called soon after the status shows it
+        while True:
+            if recorder.states(spec.name)[-1] == "Ready":
+                break
+            await asyncio.sleep(0.02)
 
     assert down.message.endswith("answered 503")
     # QUICK allows 2 consecutive failures: the first failed check alone changed nothing.

@@ -41,6 +41,8 @@ async def test_slow_server_is_starting_until_its_probe_passes(
     await supervisor.ensure({spec.name: spec})
 
     await wait_for(supervisor, spec.name, lambda s: s.ready)
+    # on_change is called soon after, not within, the change the status already shows.
+    await wait_for_event(recorder, spec.name, ReplicaState.READY)
 
     assert recorder.states(spec.name) == ["Pending", "Starting", "Ready"]
     probes = [line for line in supervisor.tail_logs(spec.name, 500) if "GET /v1/models" in line]
