@@ -133,3 +133,21 @@ def test_without_an_exporter_no_span_is_built_but_the_trace_is_kept() -> None:
         assert record is not None
         assert len(record.trace_id) == 32
         assert telemetry.store.query() == [record]
+
+
+def test_trace_ids_the_gateway_makes_start_with_the_request_time_and_end_random() -> None:
+    """Time first keeps the trace database's trace_id index appended in order; the last
+    10 bytes stay random (W3C Trace Context wants the right-most 7 random)."""
+    with Telemetry() as telemetry:
+        records = []
+        for _ in range(50):
+            record = telemetry.start(chat_info()).finish(200)
+            assert record is not None
+            records.append(record)
+    ids = [record.trace_id for record in records]
+    assert all(len(trace_id) == 32 and int(trace_id, 16) != 0 for trace_id in ids)
+    for record in records:
+        # started_at is the same nanosecond reading as a float: allow its rounding.
+        assert abs(int(record.trace_id[:12], 16) - record.started_at * 1000) <= 1
+    assert ids == sorted(ids, key=lambda trace_id: trace_id[:12])
+    assert len({trace_id[12:] for trace_id in ids}) == len(ids)  # the random part differs

@@ -240,7 +240,7 @@ class RequestTelemetry:
             else INVALID_SPAN_CONTEXT
         )
         root = not parent_span.is_valid
-        trace_id = f"{_new_trace_id() if root else parent_span.trace_id:032x}"
+        trace_id = f"{new_trace_id(self._start_wall_ns) if root else parent_span.trace_id:032x}"
         # The tuple in field order, past the named tuple's generated __new__ (a Python-level
         # call with 23 arguments): a quarter of the time the keyword form takes.
         record: TraceRecord = tuple.__new__(
@@ -313,8 +313,18 @@ def _bounded(text: str | None, limit: int) -> str | None:
     return f"{text[:limit]}…[{len(text) - limit} more chars]"
 
 
-def _new_trace_id() -> int:
-    return random.getrandbits(128) or 1  # all-zero is the invalid trace id
+def new_trace_id(wall_ns: int) -> int:
+    """A trace id that starts with the request's start in milliseconds (48 bits) and ends with
+    80 random bits.
+
+    Trace ids the gateway makes are keys of the trace database's ``trace_id`` index. Random ids
+    land on a random leaf page of it each, so every batch the recorder writes dirties hundreds
+    of pages (22 µs of CPU per record on a 100,000-row table); ids in time order are appended
+    to its right edge (9 µs, as cheap as no index at all). W3C Trace Context asks for the
+    right-most 7 bytes to be random, which the 10 random bytes are; the time they show is the
+    span's start, which every record carries anyway.
+    """
+    return (wall_ns // 1_000_000) << 80 | random.getrandbits(80)
 
 
 def _is_int(value: object) -> TypeGuard[int]:
