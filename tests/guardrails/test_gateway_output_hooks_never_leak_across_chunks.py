@@ -243,3 +243,23 @@ def test_events_with_other_fields_and_split_data_lines_are_screened() -> None:
                 for choice in orjson.loads(line[6:])["choices"]:
                     found += choice["delta"].get("content") or ""
     assert found == OUTPUT.scan_text(TEXT).redacted_text
+
+
+def test_text_released_at_the_end_comes_in_a_chunk_headed_like_the_latest() -> None:
+    """Held-back text released before [DONE] goes out as a chunk of its own, with the id,
+    object, created and model of the latest chunk that had choices, and only its own choice."""
+    latest = {**chat_chunk(0, " bye carol@example.com"), "id": "c2", "model": "m2", "extra": 1}
+    body = sse([chat_chunk(0, "Hello"), latest])
+    out = relay(SseOutputHook(OUTPUT.stream, "chat"), body, 1_000)
+    *_, released, done = events(out)
+    chunk = orjson.loads(released[6:])
+    assert {k: chunk[k] for k in ("id", "object", "created", "model")} == {
+        "id": "c2",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m2",
+    }
+    assert "extra" not in chunk
+    assert [choice["index"] for choice in chunk["choices"]] == [0]
+    assert texts(out) == {0: OUTPUT.scan_text("Hello bye carol@example.com").redacted_text}
+    assert done == b"data: [DONE]"

@@ -200,7 +200,8 @@ class SseOutputHook(_OutputScreen):
     def __init__(self, scanners: ScannerFactory, operation: str) -> None:
         super().__init__(scanners, operation)
         self._pending = b""
-        self._last: dict[str, Any] = {}  # id/object/created/model of the latest chunk
+        self._last: dict[str, Any] = {}
+        """The latest chunk with choices: its id/object/created/model head a released chunk."""
 
     def chunk(self, data: bytes) -> bytes:
         if not self._active:
@@ -230,14 +231,18 @@ class SseOutputHook(_OutputScreen):
         return (self._event(tail) if tail else b"") + self._release_held()
 
     def _event(self, event: bytes) -> bytes:
-        lines = event.split(b"\n")
-        data_lines = [line[5:] for line in lines if line.startswith(b"data:")]
-        if not data_lines:
-            return event + b"\n\n"  # comments and keep-alives carry no answer
-        # Other fields (id, event, retry, comments) are kept as they are, before the data.
-        fields = b"".join(line + b"\n" for line in lines if not line.startswith(b"data:"))
-        data = b"\n".join(line[1:] if line.startswith(b" ") else line for line in data_lines)
-        data = data.strip()
+        if event.startswith(b"data:") and b"\n" not in event:
+            # One data line, the shape OpenAI-compatible servers send every token in.
+            fields, data = b"", event[5:].strip()
+        else:
+            lines = event.split(b"\n")
+            data_lines = [line[5:] for line in lines if line.startswith(b"data:")]
+            if not data_lines:
+                return event + b"\n\n"  # comments and keep-alives carry no answer
+            # Other fields (id, event, retry, comments) are kept as they are, before the data.
+            fields = b"".join(line + b"\n" for line in lines if not line.startswith(b"data:"))
+            data = b"\n".join(line[1:] if line.startswith(b" ") else line for line in data_lines)
+            data = data.strip()
         if data == b"[DONE]":
             return self._release_held() + event + b"\n\n"
         try:
@@ -251,7 +256,7 @@ class SseOutputHook(_OutputScreen):
             if "usage" in chunk:  # the last chunk before [DONE]: release what is held first
                 return self._release_held() + event + b"\n\n"
             return event + b"\n\n"  # anything else with no text
-        self._last = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
+        self._last = chunk  # read only if a released chunk is built (_release_held)
         kept: list[Any] = []
         changed = False
         for position, item in enumerate(choices):
@@ -339,7 +344,9 @@ class SseOutputHook(_OutputScreen):
             released.append(item)
         if not released:
             return b""
-        return b"data: " + orjson.dumps({**self._last, "choices": released}) + b"\n\n"
+        last = self._last
+        head = {k: last[k] for k in ("id", "object", "created", "model") if k in last}
+        return b"data: " + orjson.dumps({**head, "choices": released}) + b"\n\n"
 
 
 def _append(holder: dict[str, Any], key: str, text: str, tools: dict[int, str]) -> None:
