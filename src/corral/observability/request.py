@@ -240,7 +240,7 @@ class RequestTelemetry:
             else INVALID_SPAN_CONTEXT
         )
         root = not parent_span.is_valid
-        trace_id = f"{new_trace_id(self._start_wall_ns) if root else parent_span.trace_id:032x}"
+        trace_id = f"{_new_trace_id(self._start_wall_ns) if root else parent_span.trace_id:032x}"
         # The tuple in field order, past the named tuple's generated __new__ (a Python-level
         # call with 23 arguments): a quarter of the time the keyword form takes.
         record: TraceRecord = tuple.__new__(
@@ -313,7 +313,7 @@ def _bounded(text: str | None, limit: int) -> str | None:
     return f"{text[:limit]}…[{len(text) - limit} more chars]"
 
 
-def new_trace_id(wall_ns: int) -> int:
+def _new_trace_id(wall_ns: int) -> int:
     """A trace id that starts with the request's start in milliseconds (48 bits) and ends with
     80 random bits.
 
@@ -324,7 +324,8 @@ def new_trace_id(wall_ns: int) -> int:
     right-most 7 bytes to be random, which the 10 random bytes are; the time they show is the
     span's start, which every record carries anyway.
     """
-    return (wall_ns // 1_000_000) << 80 | random.getrandbits(80)
+    # All-zero is the invalid trace id (only a clock at the epoch could come near it).
+    return (wall_ns // 1_000_000) << 80 | random.getrandbits(80) or 1
 
 
 def _is_int(value: object) -> TypeGuard[int]:
