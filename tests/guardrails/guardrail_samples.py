@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from corral.guardrails import _injection
+from corral.guardrails._detector import Detector
 
 VISA = "4111 1111 1111 1111"
 VISA_BAD_LUHN = "4111 1111 1111 1112"
@@ -47,3 +55,40 @@ LEAKY_ANSWER = (
     f"aws_secret_access_key = {AWS_SECRET} and id {AWS_KEY_ID}.\n"
     "That is all; rotate these after the demo. ✅"
 )
+
+DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guardrails"
+
+
+def dataset_texts() -> list[str]:
+    texts: list[str] = []
+    for name in ("attacks.jsonl", "benign.jsonl", "pii_secrets.jsonl"):
+        with (DATA / name).open(encoding="utf-8") as lines:
+            texts.extend(json.loads(line)["text"] for line in lines if line.strip())
+    return texts
+
+
+def generated_texts(detectors: Sequence[Detector], count: int = 3000) -> list[str]:
+    """Cue words, the other words of the injection rules, every character some detector
+    dispatches on, and punctuation, in random case: many near-misses and some matches."""
+    rng = random.Random(20261124)
+    rule_words = {
+        word
+        for source, _ in _injection.INJECTION_RULES.values()
+        for word in re.findall(r"[a-z]{2,}", source)
+    }
+    dispatched = {char for d in detectors for char in (d._by_first_char or ())}
+    tokens = sorted(
+        {*_injection._FIRST_WORDS, *rule_words, *dispatched}
+        | {"[", "]", "(", ")", "+:", "'", ":", "=", ",", ".", "-", "_", "🔓", "İ", "[ ", "sk-"}
+        | {"AKIA", "ghp_", "api_key=", "Bearer ", "eyJ", "4111", "555-0199", "\u200b", "\U000e0067"}
+    )
+    separators = (" ", " ", " ", "", "\n", ", ", "_", "-")
+
+    def cased(token: str) -> str:
+        return rng.choice((token, token, token.upper(), token.title(), token.swapcase()))
+
+    texts: list[str] = []
+    for _ in range(count):
+        words = [cased(rng.choice(tokens)) for _ in range(rng.randint(1, 30))]
+        texts.append("".join(word + rng.choice(separators) for word in words))
+    return texts

@@ -5,14 +5,10 @@ combined regex finds: the same rules, spans and order, on every detector the gua
 from __future__ import annotations
 
 import copy
-import json
-import random
-import re
-from pathlib import Path
 
+import guardrail_samples as samples
 import pytest
 
-from corral.guardrails import _injection
 from corral.guardrails._detector import (
     Detector,
     Match,
@@ -25,7 +21,6 @@ from corral.guardrails._pii import all_pii_detectors
 from corral.guardrails._secrets import all_secret_detectors
 from corral.guardrails._unicode import unicode_detector
 
-DATA = Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "guardrails"
 DETECTORS = [
     *all_pii_detectors(),
     *all_secret_detectors(3.0),
@@ -40,42 +35,7 @@ def full_pattern(detector: Detector) -> Detector:
     return clone
 
 
-def dataset_texts() -> list[str]:
-    texts: list[str] = []
-    for name in ("attacks.jsonl", "benign.jsonl", "pii_secrets.jsonl"):
-        with (DATA / name).open(encoding="utf-8") as lines:
-            texts.extend(json.loads(line)["text"] for line in lines if line.strip())
-    return texts
-
-
-def generated_texts(count: int = 3000) -> list[str]:
-    """Cue words, the other words of the injection rules, every character some detector
-    dispatches on, and punctuation, in random case: many near-misses and some matches."""
-    rng = random.Random(20261124)
-    rule_words = {
-        word
-        for source, _ in _injection.INJECTION_RULES.values()
-        for word in re.findall(r"[a-z]{2,}", source)
-    }
-    dispatched = {char for d in DETECTORS for char in (d._by_first_char or ())}
-    tokens = sorted(
-        {*_injection._FIRST_WORDS, *rule_words, *dispatched}
-        | {"[", "]", "(", ")", "+:", "'", ":", "=", ",", ".", "-", "_", "🔓", "İ", "[ ", "sk-"}
-        | {"AKIA", "ghp_", "api_key=", "Bearer ", "eyJ", "4111", "555-0199", "\u200b", "\U000e0067"}
-    )
-    separators = (" ", " ", " ", "", "\n", ", ", "_", "-")
-
-    def cased(token: str) -> str:
-        return rng.choice((token, token, token.upper(), token.title(), token.swapcase()))
-
-    texts: list[str] = []
-    for _ in range(count):
-        words = [cased(rng.choice(tokens)) for _ in range(rng.randint(1, 30))]
-        texts.append("".join(word + rng.choice(separators) for word in words))
-    return texts
-
-
-TEXTS = dataset_texts() + generated_texts()
+TEXTS = samples.dataset_texts() + samples.generated_texts(DETECTORS)
 
 
 def spans(matches: list[Match]) -> list[tuple[str, int, int, int, int]]:

@@ -15,8 +15,9 @@ from dataclasses import replace
 
 from corral.guardrails._detector import Detector
 from corral.guardrails._findings import Finding, ScanResult, strongest
-from corral.guardrails._injection import injection_detectors, injection_score
+from corral.guardrails._injection import WEAK, injection_detectors, injection_score
 from corral.guardrails._pii import all_pii_detectors
+from corral.guardrails._prefilter import Prefilter
 from corral.guardrails._secrets import all_secret_detectors
 from corral.guardrails._spans import redact, to_finding
 from corral.guardrails._unicode import unicode_detector
@@ -115,6 +116,12 @@ class Guardrails:
             detectors.append(unicode_detector())
         self._span_detectors = tuple(detectors)
         self._injection = injection_detectors() if self.config.injection is not None else ()
+        # The learned cue only ever adds one weak cue to a text that shows others (see
+        # corral.guardrails._learned): it is judged last, and only where it could tip the score.
+        self._learned = tuple(d for d in self._injection if d.types == {"learned_cue"})
+        self._injection_rules = tuple(d for d in self._injection if d not in self._learned)
+        # Span detectors first, then the injection rules: a hit's index says which list.
+        self.prefilter = Prefilter(self._span_detectors + self._injection_rules)
         self._classifiers = tuple(classifiers) if self.config.classifier is not None else ()
         # Texts found clean, with and without the injection heuristics (see the module doc).
         self._clean: dict[bool, OrderedDict[str, None]] = {
@@ -154,7 +161,7 @@ class Guardrails:
 
     def stream(self, location: str = "stream") -> StreamScanner:
         """A scanner for one streamed response; injection heuristics do not run on output."""
-        return StreamScanner(self._span_detectors, self.config, location)
+        return StreamScanner(self._span_detectors, self.config, location, self.prefilter)
 
     def _with_config_action(self, finding: Finding) -> Finding:
         return replace(finding, action=self.config.classifier or finding.action)
@@ -173,21 +180,43 @@ class Guardrails:
 
     def _scan(self, text: str, location: str, *, injection: bool) -> list[Finding]:
         findings: list[Finding] = []
-        for detector in self._span_detectors:
+        hits = self.prefilter.hits(text)  # None: every detector may match
+        for index, detector in enumerate(self._span_detectors):
+            if hits is not None and index not in hits:
+                continue
             for match in detector.matches(text):
                 finding = to_finding(detector, match, self.config, 0, location)
                 if finding is not None:
                     findings.append(finding)
-        injection_detectors = self._injection if injection else ()
-        cues = [(d, m) for d in injection_detectors for m in d.matches(text)]
+        if injection and self._injection:
+            self._judge_injection(text, location, hits, findings)
+        findings.sort(key=lambda f: f.span)
+        return findings
+
+    def _judge_injection(
+        self,
+        text: str,
+        location: str,
+        hits: set[int] | frozenset[int] | None,
+        findings: list[Finding],
+    ) -> None:
+        first = len(self._span_detectors)
+        cues = [
+            (detector, match)
+            for index, detector in enumerate(self._injection_rules, first)
+            if hits is None or index in hits
+            for match in detector.matches(text)
+        ]
         score = injection_score([m for _, m in cues])
-        if cues and score >= self.config.injection_threshold:
+        threshold = self.config.injection_threshold
+        if self._learned and score + WEAK >= threshold:
+            cues.extend((d, m) for d in self._learned for m in d.matches(text))
+            score = injection_score([m for _, m in cues])
+        if cues and score >= threshold:
             for detector, match in cues:
                 finding = to_finding(detector, match, self.config, 0, location)
                 if finding is not None:
                     findings.append(replace(finding, detail=f"score={score:.1f}"))
-        findings.sort(key=lambda f: f.span)
-        return findings
 
     def _result(
         self,

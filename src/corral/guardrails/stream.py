@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from corral.guardrails._detector import Detector, Match
 from corral.guardrails._findings import Finding, Outcome, strongest
+from corral.guardrails._prefilter import Prefilter
 from corral.guardrails._spans import redact, to_finding
 from corral.guardrails.config import GuardrailConfig
 
@@ -33,9 +34,16 @@ class StreamScanner:
     releases nothing more; ``blocked`` says so and the caller ends the response."""
 
     def __init__(
-        self, detectors: tuple[Detector, ...], config: GuardrailConfig, location: str = "stream"
+        self,
+        detectors: tuple[Detector, ...],
+        config: GuardrailConfig,
+        location: str = "stream",
+        prefilter: Prefilter | None = None,
     ) -> None:
+        """``prefilter``, when given, starts with ``detectors`` in the same order (it may
+        cover more after them) and skips those that cannot match the text held."""
         self._detectors = detectors
+        self._prefilter = prefilter
         self._config = config
         self._location = location
         self._buffer = ""
@@ -101,7 +109,10 @@ class StreamScanner:
 
     def _release(self, frontier: int) -> str:
         settled: list[tuple[Detector, Match]] = []
-        for detector in self._detectors:
+        hits = None if self._prefilter is None else self._prefilter.hits(self._buffer)
+        for index, detector in enumerate(self._detectors):
+            if hits is not None and index not in hits:
+                continue
             for match in detector.matches(self._buffer, self._released):
                 if match.match_start >= frontier:
                     break
