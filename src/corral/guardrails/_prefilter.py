@@ -171,7 +171,7 @@ class Prefilter:
         """True once compiled with at least one detector prefiltered."""
         return self._job.database is not None
 
-    def hits(self, text: str) -> frozenset[int] | set[int] | None:
+    def hits(self, text: str) -> set[int] | None:
         """Indexes (in ``detectors``) of the detectors that may match ``text``; None when every
         one may: the text is not ASCII, or the prefilter is not (yet) active."""
         job = self._job
@@ -208,7 +208,9 @@ class _Job:
 
     def run(self) -> None:
         try:
-            self.database, self.always = _compile(self.signatures)
+            database, always = _compile(self.signatures)
+            self.always = always  # before the database: a scan that sees it sees this too
+            self.database = database
         except Exception:  # a prefilter that fails only leaves every detector on
             log.exception("guardrail prefilter not built: every detector runs on every text")
         finally:
@@ -216,6 +218,7 @@ class _Job:
 
 
 _jobs: dict[tuple[Signature, ...], _Job] = {}
+"""One per set of detectors: a handful per process (which scanners a configuration turns on)."""
 _jobs_lock = threading.Lock()
 
 

@@ -197,7 +197,7 @@ class Guardrails:
         self,
         text: str,
         location: str,
-        hits: set[int] | frozenset[int] | None,
+        hits: set[int] | None,
         findings: list[Finding],
     ) -> None:
         first = len(self._span_detectors)
