@@ -253,6 +253,11 @@ def injection_detectors() -> tuple[Detector, ...]:
     )
 
 
+def greatest_weight(detector: Detector) -> float:
+    """The most one detector's cues can add to a text's score (a weak kind counts once)."""
+    return max(_WEIGHTS[rule.severity] for rule in detector.rules.values())
+
+
 def injection_score(matches: list[Match]) -> float:
     """Strong cues add their weight each time; a weak cue counts once per kind."""
     score = 0.0

@@ -3,7 +3,8 @@
 Gateway flow: authn → authz → budget → **guardrails (scan_input)** → route → upstream, and on the
 way back the upstream's chunks go through a :class:`~corral.guardrails.stream.StreamScanner`
 from :meth:`Guardrails.stream`. Compile once per config (the regexes are built here) and share
-the instance; scanning holds no state.
+the instance; scanning holds no state. Each text first goes through the instance's
+:class:`~corral.guardrails._prefilter.Prefilter`, and only the detectors it reports run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 
 from corral.guardrails._detector import Detector
 from corral.guardrails._findings import Finding, ScanResult, strongest
-from corral.guardrails._injection import WEAK, injection_detectors, injection_score
+from corral.guardrails._injection import greatest_weight, injection_detectors, injection_score
 from corral.guardrails._pii import all_pii_detectors
 from corral.guardrails._prefilter import Prefilter
 from corral.guardrails._secrets import all_secret_detectors
@@ -119,6 +120,7 @@ class Guardrails:
         # The learned cue only ever adds one weak cue to a text that shows others (see
         # corral.guardrails._learned): it is judged last, and only where it could tip the score.
         self._learned = tuple(d for d in self._injection if d.types == {"learned_cue"})
+        self._learned_weight = sum(greatest_weight(d) for d in self._learned)
         self._injection_rules = tuple(d for d in self._injection if d not in self._learned)
         # Span detectors first, then the injection rules: a hit's index says which list.
         self.prefilter = Prefilter(self._span_detectors + self._injection_rules)
@@ -209,7 +211,7 @@ class Guardrails:
         ]
         score = injection_score([m for _, m in cues])
         threshold = self.config.injection_threshold
-        if self._learned and score + WEAK >= threshold:
+        if self._learned and score + self._learned_weight >= threshold:
             cues.extend((d, m) for d in self._learned for m in d.matches(text))
             score = injection_score([m for _, m in cues])
         if cues and score >= threshold:
