@@ -108,6 +108,23 @@ def test_streamed_output_is_the_same_without_the_prefilter(
         assert (out_fast, fast.findings) == (out_slow, slow.findings), text
 
 
+def test_whole_answers_are_the_same_without_the_prefilter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # feed_whole releases a text no detector can match without looking further.
+    compiled(OUTPUT)
+    plain = Guardrails(OUTPUT_DEFAULTS)
+    monkeypatch.setattr(plain.prefilter, "hits", lambda _text: None)
+    passed_through = redacted = 0
+    for text in TEXTS:
+        fast, slow = OUTPUT.stream(), plain.stream()
+        released = fast.feed_whole(text)
+        assert (released, fast.findings) == (slow.feed_whole(text), slow.findings), text
+        assert fast.held_back == 0
+        passed_through += OUTPUT.prefilter.hits(text) == set()
+        redacted += released != text
+    assert passed_through > 100 or not OUTPUT.prefilter.active
+    assert redacted > 100
+
+
 def test_a_text_that_is_not_ascii_runs_every_detector() -> None:
     prefilter = compiled(INPUT)
     assert prefilter.hits("Zusammenfassung für die Schülerzeitung") is None

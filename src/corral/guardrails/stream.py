@@ -96,8 +96,14 @@ class StreamScanner:
             raise TypeError(f"StreamScanner.feed_whole: expected str, got {type(text).__name__}")
         if self._flushed:
             raise RuntimeError("StreamScanner.feed_whole: the stream was already flushed")
-        if not self._blocked:
-            self._buffer += text
+        if self._blocked:
+            return self.flush()
+        if not self._buffer and self._prefilter is not None and self._prefilter.hits(text) == set():
+            # Most answers: no detector can match, so the whole text is released as it is
+            # (what _release would find after running none of them).
+            self._flushed = True
+            return text
+        self._buffer += text
         return self.flush()
 
     def flush(self) -> str:
