@@ -135,6 +135,25 @@ class TestBodies:
         assert received.endswith(b"\r\n\r\n")
         assert b"one" not in received
 
+    async def test_an_answer_sent_whole_without_length_gets_one(self) -> None:
+        async def whole(scope: Any, _receive: Any, send: Any) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            body = b"" if scope["path"] == "/empty" else b"all at once"
+            await send({"type": "http.response.body", "body": body})
+
+        async with running(whole) as (_, port):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                for path, text in (("/", "all at once"), ("/empty", "")):
+                    response = await client.get(path)
+                    assert response.headers["content-length"] == str(len(text))
+                    assert "transfer-encoding" not in response.headers
+                    assert response.text == text
+            received = await raw_exchange(
+                port, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+        assert received.endswith(b"\r\n\r\n")
+        assert b"all at once" not in received
+
     async def test_expect_100_continue_is_answered_before_the_body_is_read(self) -> None:
         async with running(echo) as (_, port):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)

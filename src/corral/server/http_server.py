@@ -11,6 +11,9 @@ per request) was about a sixth of a saturated gateway's CPU. What this server do
 - the response head is held until the first body message and written with it (one ``send``
   system call for a whole answer); a head the app sends alone is written on the next loop
   turn anyway, so a watch or event stream still opens at once;
+- an answer the app sends without a length gets a ``Content-Length`` when its first body
+  message is also its last (an answer screened whole before it is sent), and is chunked
+  otherwise;
 - idle keep-alive connections (75 s) and request heads that never finish (slow-loris, 30 s,
   answered 408) are swept once a second instead of by a timer per request;
 - ``X-Forwarded-For``/``-Proto`` believed only from a loopback peer (a local reverse proxy), the
@@ -430,6 +433,7 @@ class _Cycle:
         "head",
         "is_head",
         "keep_alive",
+        "length_open",
         "more_body",
         "remaining",
         "response_complete",
@@ -453,6 +457,9 @@ class _Cycle:
         self.response_complete = False
         self.head: bytes | None = None  # the response head, until it is written
         self.chunked = False
+        # No length given and none decided yet: the head waits for the first body message,
+        # which settles it (see _frame).
+        self.length_open = False
         self.remaining: int | None = None  # Content-Length bytes still to send
         self.task: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -545,6 +552,11 @@ class _Cycle:
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
         body: bytes = message.get("body", b"")
         more_body: bool = message.get("more_body", False)
+        head = self.head
+        if head is not None:
+            self.head = None
+            if self.length_open:
+                head = self._frame(head, None if more_body else len(body))
         if self.is_head:
             data = b""
         elif self.chunked:
@@ -557,9 +569,7 @@ class _Cycle:
                 self.remaining -= len(body)
                 if self.remaining < 0:
                     raise RuntimeError("response body longer than its Content-Length")
-        head = self.head
         if head is not None:
-            self.head = None
             data = head + data
         if data:
             connection.write(data)
@@ -599,8 +609,7 @@ class _Cycle:
             and status not in _NO_BODY_STATUSES
             and status >= 200
         ):
-            self.chunked = True
-            parts.append(b"transfer-encoding: chunked\r\n")
+            self.length_open = True
         if self.chunked:
             self.remaining = None
         parts.append(b"\r\n")
@@ -615,7 +624,8 @@ class _Cycle:
         for name, _value in headers:
             if name not in _CHECKED_NAMES:
                 _check_name(name)
-        self.head = head
+        # An open head is kept without its blank line: _frame adds the framing header first.
+        self.head = head[:-2] if self.length_open else head
         self.response_started = True
         self.expect_continue = False
         # Held for the first body message; written on the next loop turn if none comes first.
@@ -625,7 +635,18 @@ class _Cycle:
         head = self.head
         if head is not None and not self.disconnected:
             self.head = None
+            if self.length_open:
+                head = self._frame(head, None)
             self.connection.write(head)
+
+    def _frame(self, head: bytes, length: int | None) -> bytes:
+        """Finish a head that names no length: ``length`` when the whole body is known (the
+        first body message is also the last, as for an answer screened whole), else chunked."""
+        self.length_open = False
+        if length is not None:
+            return head + b"content-length: %d\r\n\r\n" % length
+        self.chunked = True
+        return head + b"transfer-encoding: chunked\r\n\r\n"
 
     def _finish(self) -> None:
         self.response_complete = True
