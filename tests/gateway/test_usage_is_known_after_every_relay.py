@@ -17,7 +17,7 @@ from gateway_harness import (
 )
 
 from corral.gateway import Call, RouteSource, RouteTable, UpstreamResponse, create_gateway
-from corral.gateway.usage_watch import UsageWatch
+from corral.gateway.usage_watch import UsageWatch, output_cap
 
 A = "http://127.0.0.1:9001"
 CHAT = "/v1/chat/completions"
@@ -223,3 +223,118 @@ async def test_embeddings_are_forwarded_and_metered():
     assert seen.call.operation == "embeddings"
     assert seen.call.usage is not None
     assert (seen.call.usage.input_tokens, seen.call.usage.output_tokens) == (5, 0)
+
+
+def ask_usage_watch(prompt_tokens: int = 7) -> UsageWatch:
+    return UsageWatch(stream=True, strip_usage_chunk=False, prompt_tokens=lambda: prompt_tokens)
+
+
+def data_events(relayed: bytes, end: bytes) -> list[dict | str]:
+    events: list[dict | str] = []
+    for raw in relayed.split(end):
+        if raw.startswith(b"data:"):
+            payload = raw[5:].strip()
+            events.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+    return events
+
+
+@pytest.mark.parametrize("end", [b"\n\n", b"\r\n\r\n"], ids=["lf", "crlf"])
+def test_a_usage_chunk_is_supplied_before_done_wherever_the_stream_is_split(end):
+    # llama-cpp-python's server ignores stream_options: no usage chunk comes.
+    events = [event(delta("Hello"), end), event(delta(" there, [DONE] friend"), end)]
+    stream = b"".join(events) + b"data: [DONE]" + end
+    for cut in range(1, len(stream)):
+        for second_cut in (cut, min(len(stream), cut + 5)):
+            watch = ask_usage_watch()
+            pieces = [stream[:cut], stream[cut:second_cut], stream[second_cut:]]
+            relayed = b"".join(watch.chunk(piece) for piece in pieces) + watch.end()
+            assert relayed.startswith(events[0] + events[1]), (cut, second_cut)
+            *_, supplied, done = data_events(relayed, end)
+            assert done == "[DONE]"
+            assert supplied == {
+                "id": "c",
+                "model": "v1",
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": 7,
+                    "completion_tokens": 7,  # 26 characters / 4, more than the 2 chunks
+                    "total_tokens": 14,
+                    "estimated": True,
+                },
+            }
+            report = watch.report()
+            assert (report.input_tokens, report.output_tokens, report.exact) == (None, 7, False)
+
+
+def test_no_usage_chunk_is_supplied_when_the_upstream_sent_one_or_the_stream_broke():
+    stream = event(delta("Hi")) + event(USAGE_EVENT) + b"data: [DONE]\n\n"
+    watch = ask_usage_watch()
+    assert (
+        b"".join(watch.chunk(stream[i : i + 9]) for i in range(0, len(stream), 9)) + (watch.end())
+        == stream
+    )
+    cut_off = event(delta("Hi")) + b"data: [DO"
+    watch = ask_usage_watch()
+    assert watch.chunk(cut_off) + watch.end() == cut_off  # no [DONE]: nothing to put before
+    # Without a prompt estimate (a gateway built without one), the stream is left as it came.
+    plain = UsageWatch(stream=True, strip_usage_chunk=False)
+    no_usage = event(delta("Hi")) + b"data: [DONE]\n\n"
+    assert plain.chunk(no_usage) + plain.end() == no_usage
+
+
+async def test_a_client_that_asked_gets_a_usage_chunk_from_an_upstream_that_sends_none():
+    seen = Seen()
+    chunks = [event(delta("Hi")), event(delta(" you")), b"data: [DONE]\n\n"]
+    routes = RouteSource(
+        RouteTable.from_endpoints([endpoint("chat", {"v1": 100}, [replica("v1", A)])])
+    )
+    app = create_gateway(
+        routes,
+        authenticate=accept_test_token,
+        transport=ScriptedTransport(sse_stream(*chunks)),
+        stages=[seen],
+        estimate_prompt_tokens=lambda body: 3 * len(body["messages"]),
+    )
+    body = {
+        "model": "chat",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    exchange = await drive(app, "POST", CHAT, body=body)
+    *content, supplied, done = data_events(exchange.body, b"\n\n")
+    assert [c["choices"][0]["delta"]["content"] for c in content] == ["Hi", " you"]
+    assert done == "[DONE]"
+    assert supplied["usage"] == {
+        "prompt_tokens": 3,
+        "completion_tokens": 2,
+        "total_tokens": 5,
+        "estimated": True,
+    }
+    assert seen.call is not None
+    assert seen.call.usage is not None
+    assert not seen.call.usage.exact  # metering keeps its own (unchanged) numbers
+    # A client that did not ask gets no usage chunk either way.
+    exchange = await drive(app, "POST", CHAT, body={**body, "stream_options": None})
+    assert b'"usage"' not in exchange.body
+
+
+def test_counted_output_never_exceeds_what_the_request_allows():
+    long_words = b"".join(event(delta("abcdefghijklmnop")) for _ in range(3))  # 12 by characters
+    stream = long_words + b"data: [DONE]\n\n"
+    watch = UsageWatch(
+        stream=True,
+        strip_usage_chunk=False,
+        prompt_tokens=lambda: 4,
+        output_cap=output_cap({"max_tokens": 5, "n": 2}),
+    )
+    relayed = watch.chunk(stream) + watch.end()
+    *_, supplied, _done = data_events(relayed, b"\n\n")
+    assert supplied["usage"]["completion_tokens"] == 10
+    assert watch.report().output_tokens == 10
+    uncapped = UsageWatch(stream=True, strip_usage_chunk=True)
+    uncapped.chunk(stream)
+    assert uncapped.report().output_tokens == 12
+    assert output_cap({"max_completion_tokens": 3, "max_tokens": 9}) == 3
+    assert output_cap({"max_tokens": 0}) is None
+    assert output_cap({"max_tokens": True}) is None

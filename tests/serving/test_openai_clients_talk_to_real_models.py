@@ -46,6 +46,30 @@ def test_streamed_chat_completion_arrives_in_chunks(corral: Corral) -> None:
     assert "".join(pieces).strip()
 
 
+def test_a_stream_that_asks_for_usage_ends_with_a_usage_chunk(corral: Corral) -> None:
+    # llama-cpp-python's server ignores stream_options: the gateway supplies the chunk.
+    with corral.openai() as client:
+        stream = client.chat.completions.create(
+            model="chat",
+            messages=HELLO,
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        with stream:
+            chunks = list(stream)
+    *answer, last = chunks
+    assert any(chunk.choices and chunk.choices[0].delta.content for chunk in answer)
+    assert all(chunk.usage is None for chunk in answer)
+    assert last.choices == []
+    assert last.usage is not None
+    assert 0 < last.usage.completion_tokens <= 8
+    assert last.usage.prompt_tokens > 0
+    assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+    assert last.model == "smollm2-135m"
+
+
 def test_unknown_model_is_404_model_not_found(corral: Corral) -> None:
     with corral.openai() as client, pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="no-such-endpoint", messages=HELLO, max_tokens=1)

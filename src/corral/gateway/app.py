@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from corral.gateway.balancer import Balancer
 from corral.gateway.call import Call, Handler, Receive, Scope, Send, Stage, compose
 from corral.gateway.errors import GatewayError, model_not_found
-from corral.gateway.forward import forward
+from corral.gateway.forward import PromptEstimate, forward
 from corral.gateway.http1 import HttpTransport
 from corral.gateway.openapi import DOCUMENT_JSON, OPENAPI_PATH
 from corral.gateway.routes import RouteSource
@@ -121,6 +121,7 @@ def create_gateway(
     max_body_bytes: int = 8 * 1024 * 1024,
     max_attempts: int = 3,
     retry_after_seconds: int = 5,
+    estimate_prompt_tokens: PromptEstimate | None = None,
 ) -> Gateway:
     """Build the gateway ASGI app.
 
@@ -132,7 +133,10 @@ def create_gateway(
     ``transport`` defaults to a pooled ``HttpTransport`` that the gateway closes on shutdown.
     ``max_attempts`` bounds the replicas tried per Endpoint per request (the first try included;
     a fallback Endpoint gets as many). ``random`` and ``clock`` (ejections, retry budgets) are
-    injectable for tests; timeouts run on the event loop's clock.
+    injectable for tests; timeouts run on the event loop's clock. ``estimate_prompt_tokens``
+    lets the gateway supply the usage chunk a streaming client asked for
+    (``stream_options.include_usage``) when the upstream sends none (without it, such a stream
+    ends without one, as the upstream sent it).
     """
     if max_body_bytes < 1 or max_attempts < 1 or retry_after_seconds < 0:
         raise ValueError("max_body_bytes and max_attempts must be >= 1, retry_after_seconds >= 0")
@@ -147,6 +151,7 @@ def create_gateway(
             balancer,
             max_attempts=max_attempts,
             retry_after_seconds=retry_after_seconds,
+            estimate_prompt_tokens=estimate_prompt_tokens,
         ),
     )
     return Gateway(

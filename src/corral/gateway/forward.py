@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -52,7 +53,7 @@ from corral.gateway.transport import (
     UpstreamTransport,
     UpstreamUnreachable,
 )
-from corral.gateway.usage_watch import UsageWatch, ask_for_stream_usage
+from corral.gateway.usage_watch import UsageWatch, ask_for_stream_usage, output_cap
 
 log = logging.getLogger("corral.gateway")
 
@@ -76,6 +77,10 @@ _NOT_RELAYED = frozenset(
     }
 )
 _NOT_RELAYED_REWRITTEN = _NOT_RELAYED | {b"content-length"}  # a hook may change the length
+
+PromptEstimate = Callable[[Mapping[str, Any]], int]
+"""Prompt tokens a request body is estimated to take (``corral.metering`` has one); used for
+the usage chunk the gateway supplies when the client asked and the upstream sent none."""
 
 
 class _Outcome:
@@ -126,6 +131,7 @@ def forward(
     *,
     max_attempts: int,
     retry_after_seconds: int,
+    estimate_prompt_tokens: PromptEstimate | None = None,
 ) -> Handler:
     async def forward_stage(call: Call) -> None:
         endpoint = call.endpoint
@@ -154,7 +160,13 @@ def forward(
             if outcome.held is not None:
                 response, outcome.held = outcome.held, None
                 try:
-                    await _relay(call, response, outcome.held_from, outcome.strip_usage)
+                    await _relay(
+                        call,
+                        response,
+                        outcome.held_from,
+                        outcome.strip_usage,
+                        estimate_prompt_tokens,
+                    )
                 finally:
                     await response.aclose()
                 return
@@ -246,7 +258,9 @@ def forward(
                 balancer.succeeded(address)
                 call.served_by = address
                 try:
-                    await _relay(call, response, fallback, outcome.strip_usage)
+                    await _relay(
+                        call, response, fallback, outcome.strip_usage, estimate_prompt_tokens
+                    )
                 finally:
                     balancer.release(address)
                     await response.aclose()
@@ -264,6 +278,21 @@ def forward(
     return forward_stage
 
 
+class _PromptTokens:
+    """The request's prompt estimate, computed only if a usage chunk has to be supplied."""
+
+    __slots__ = ("_estimate", "_payload")
+
+    def __init__(self, estimate: PromptEstimate, payload: Mapping[str, Any]) -> None:
+        self._estimate, self._payload = estimate, payload
+
+    def __call__(self) -> int:
+        try:
+            return self._estimate(self._payload)
+        except ValueError:  # a body the estimator cannot read counts no prompt tokens
+            return 0
+
+
 def _body_for(call: Call, outcome: _Outcome, model: str) -> bytes:
     payload = outcome.payload
     if payload is call.payload and payload.get("model") == model:
@@ -273,7 +302,11 @@ def _body_for(call: Call, outcome: _Outcome, model: str) -> bytes:
 
 
 async def _relay(
-    call: Call, response: UpstreamResponse, fallback: str | None, strip_usage: bool
+    call: Call,
+    response: UpstreamResponse,
+    fallback: str | None,
+    strip_usage: bool,
+    estimate_prompt_tokens: PromptEstimate | None,
 ) -> None:
     send = call.send
     hooks = call.response_hooks
@@ -285,7 +318,16 @@ async def _relay(
         headers.append((FALLBACK_HEADER, fallback.encode()))
     for hook in hooks:
         hook.start(status, headers)
-    watch = UsageWatch(stream=call.stream, strip_usage_chunk=strip_usage)
+    prompt_tokens = None
+    if call.stream and not strip_usage and estimate_prompt_tokens is not None:
+        # The client asked for the usage chunk: supplied if the upstream sends none.
+        prompt_tokens = _PromptTokens(estimate_prompt_tokens, call.payload)
+    watch = UsageWatch(
+        stream=call.stream,
+        strip_usage_chunk=strip_usage,
+        prompt_tokens=prompt_tokens,
+        output_cap=output_cap(call.payload) if call.stream else None,
+    )
     await send({"type": "http.response.start", "status": status, "headers": headers})
     call.response_started = True
     # A streamed generation can run for minutes: stop pulling it once the client is gone.

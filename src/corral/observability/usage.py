@@ -57,6 +57,7 @@ class StreamUsage:
         "_content_chars",
         "_content_chunks",
         "_keep_text_chars",
+        "_last",
         "_model",
         "_pending",
         "_reasons",
@@ -73,6 +74,7 @@ class StreamUsage:
         self._model: str | None = None
         self._keep_text_chars = keep_text_chars
         self._text: list[str] = []
+        self._last: Mapping[str, Any] | None = None
 
     def feed(self, data: bytes) -> None:
         if self._pending:
@@ -87,6 +89,7 @@ class StreamUsage:
 
     def feed_chunk(self, chunk: Mapping[str, Any]) -> None:
         """Account for one already parsed ``chat.completion.chunk`` (or completion chunk)."""
+        self._last = chunk
         usage = _usage_numbers(chunk.get("usage"))
         if usage is not None:
             self._usage = usage
@@ -113,6 +116,21 @@ class StreamUsage:
     def text(self) -> str:
         return "".join(self._text)
 
+    @property
+    def saw_usage(self) -> bool:
+        """Whether a chunk with usage numbers has gone by (lines fed so far)."""
+        return self._usage is not None
+
+    @property
+    def last_chunk(self) -> Mapping[str, Any] | None:
+        """The latest chunk read, for its ``id``, ``object``, ``created`` and ``model``."""
+        return self._last
+
+    @property
+    def counted_output(self) -> int:
+        """Output tokens counted from the content so far (see the module docstring)."""
+        return max(self._content_chunks, math.ceil(self._content_chars / CHARS_PER_TOKEN))
+
     def report(self) -> UsageReport:
         if self._pending.startswith(b"data:"):
             # A stream that ended without a trailing newline still delivered its last event.
@@ -121,8 +139,7 @@ class StreamUsage:
         reasons = tuple(self._reasons[i] for i in sorted(self._reasons))
         if self._usage is not None:
             return UsageReport(self._usage[0], self._usage[1], True, reasons, self._model)
-        counted = max(self._content_chunks, math.ceil(self._content_chars / CHARS_PER_TOKEN))
-        return UsageReport(None, counted, False, reasons, self._model)
+        return UsageReport(None, self.counted_output, False, reasons, self._model)
 
     def _data(self, payload: bytes) -> None:
         if not payload or payload == b"[DONE]":

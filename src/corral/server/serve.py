@@ -48,6 +48,7 @@ from corral.controlplane import GarbageCollector, Manager
 from corral.devices.cel_cache import device_predicate
 from corral.devices.cel_checks import selector_problems
 from corral.gateway import API_PREFIX, Gateway, RouteSource, Stage, create_gateway
+from corral.metering.estimate import estimate_prompt_tokens
 from corral.runtimes import Supervisor
 from corral.server.access_feed import AccessFeed
 from corral.server.agents_extension import AgentsExtension
@@ -276,6 +277,7 @@ async def _run_roles_with(
                 authenticate=access.authenticate,
                 stages=_gateway_stages(extensions, access),
                 route_stages=[stage for e in extensions for stage in e.route_stages()],
+                estimate_prompt_tokens=estimate_prompt_tokens,
             )
             workers[GATEWAY] = asyncio.create_task(feed.start(stop))
             workers[_ACCESS] = asyncio.create_task(access.start(stop))
