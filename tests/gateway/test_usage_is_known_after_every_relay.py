@@ -35,6 +35,12 @@ def delta(text: str) -> dict:
 
 
 USAGE_EVENT = {"id": "c", "model": "v1", "choices": [], "usage": USAGE}
+ASKS_FOR_USAGE = {
+    "model": "chat",
+    "messages": MESSAGES,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
 
 
 class Seen:
@@ -100,12 +106,7 @@ async def test_stream_keeps_the_usage_chunk_for_a_client_that_asked():
     seen = Seen()
     chunks = [event(delta("Hi")), event(USAGE_EVENT), b"data: [DONE]\n\n"]
     app, transport = gateway(sse_stream(*chunks), seen)
-    body = {
-        "model": "chat",
-        "messages": MESSAGES,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body = ASKS_FOR_USAGE
     exchange = await drive(app, "POST", CHAT, body=body)
     # Sent as the client wrote it, but for the model: the version's name.
     assert orjson.loads(transport.calls[0][3]) == {**body, "model": "v1"}
@@ -295,12 +296,7 @@ async def test_a_client_that_asked_gets_a_usage_chunk_from_an_upstream_that_send
         stages=[seen],
         estimate_prompt_tokens=lambda body: 3 * len(body["messages"]),
     )
-    body = {
-        "model": "chat",
-        "messages": MESSAGES,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body = ASKS_FOR_USAGE
     exchange = await drive(app, "POST", CHAT, body=body)
     *content, supplied, done = data_events(exchange.body, b"\n\n")
     assert [c["choices"][0]["delta"]["content"] for c in content] == ["Hi", " you"]
