@@ -29,6 +29,13 @@ _LEFT_CONTEXT = 16
 _MIN_STEP = 16
 
 
+class _Unscanned:
+    """The prefilter has not looked at the buffer yet (None already means "run them all")."""
+
+
+_UNSCANNED = _Unscanned()
+
+
 class StreamScanner:
     """Feed chunks in order, then call :meth:`flush` once. After a blocking finding the scanner
     releases nothing more; ``blocked`` says so and the caller ends the response."""
@@ -98,13 +105,17 @@ class StreamScanner:
             raise RuntimeError("StreamScanner.feed_whole: the stream was already flushed")
         if self._blocked:
             return self.flush()
-        if not self._buffer and self._prefilter is not None and self._prefilter.hits(text) == set():
+        if self._buffer or self._prefilter is None:
+            self._buffer += text
+            return self.flush()
+        self._flushed = True
+        hits = self._prefilter.hits(text)
+        if hits == set():
             # Most answers: no detector can match, so the whole text is released as it is
             # (what _release would find after running none of them).
-            self._flushed = True
             return text
-        self._buffer += text
-        return self.flush()
+        self._buffer = text
+        return self._release(len(text), hits)
 
     def flush(self) -> str:
         if self._flushed:
@@ -113,9 +124,12 @@ class StreamScanner:
         self._flushed = True
         return released
 
-    def _release(self, frontier: int) -> str:
+    def _release(self, frontier: int, hits: set[int] | _Unscanned | None = _UNSCANNED) -> str:
+        """Release the text before ``frontier``; ``hits`` is the prefilter's answer for the
+        buffer when the caller already has it."""
         settled: list[tuple[Detector, Match]] = []
-        hits = None if self._prefilter is None else self._prefilter.hits(self._buffer)
+        if isinstance(hits, _Unscanned):
+            hits = None if self._prefilter is None else self._prefilter.hits(self._buffer)
         for index, detector in enumerate(self._detectors):
             if hits is not None and index not in hits:
                 continue
