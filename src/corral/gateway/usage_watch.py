@@ -97,19 +97,19 @@ class UsageWatch:
                 self._kept_size += len(data)
             return data
         self._stream.feed(data)
-        if self._supply:
-            return self._supplied(data)
-        if not self._strip:
+        if not (self._strip or self._supply):
             return data
         if self._pending:
             data = self._pending + data
             self._pending = b""
+        if self._end is None and b"\n" in data:
+            self._end = _CRLF_EVENT_END if b"\r\n" in data else _LF_EVENT_END
+        if self._supply:
+            return self._supplied(data)
         end = self._end
         if end is None:
-            if b"\n" not in data:
-                self._pending = data
-                return b""
-            end = self._end = _CRLF_EVENT_END if b"\r\n" in data else _LF_EVENT_END
+            self._pending = data
+            return b""
         if _USAGE_MARK not in data:
             if data.endswith(end):
                 return data
@@ -126,11 +126,6 @@ class UsageWatch:
 
     def _supplied(self, data: bytes) -> bytes:
         """``data`` with a usage chunk before its ``data: [DONE]`` line if none came before."""
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
-        if self._end is None and b"\n" in data:
-            self._end = _CRLF_EVENT_END if b"\r\n" in data else _LF_EVENT_END
         at = _done_line(data)
         if at < 0:
             # A chunk may end inside the [DONE] line: that tail waits for the rest.
